@@ -1,0 +1,20 @@
+//! The protocol engine of migratory.
+//!
+//! Everything here is plain Rust with no `unsafe` and no device access: packets arrive and
+//! leave through the [`port::Port`] trait, time arrives as an [`time::Instant`] argument.
+//! The DPDK implementation of the port lives in `migratory-apps`; a simulated one lives in
+//! [`sim`]. That is what lets every protocol test run without DPDK, root or a network.
+#![deny(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod flow;
+pub mod iface;
+pub mod poll;
+pub mod port;
+pub mod sim;
+pub mod stats;
+pub mod table;
+pub mod tcp;
+pub mod time;
+pub mod timer;
+pub mod wire;
