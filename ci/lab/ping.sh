@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The Linux kernel in a namespace pings the engine: ARP is resolved to the engine's MAC,
+# 10 echo requests get 10 replies, and the engine stops cleanly with no mbuf leaked.
+set -uo pipefail
+source "$(dirname "$0")/../lib/lab.sh"
+lab_init
+
+lab_host a >/dev/null || exit 1
+lab_engine a 10.77.0.2/24 --idle interrupt || exit 1
+eip=$(lab_engine_ip a)
+emac=$(sed -n 's/^migratory: engine .* mac \([0-9a-f:]*\) .*/\1/p' "${LAB_LOG[a]}")
+[ -n "$emac" ] || { echo "FAIL: no MAC in the start-up line"; lab_engine_log a; exit 1; }
+
+out=$(lab_exec a ping -c 10 -i 0.2 -W 2 "$eip" 2>&1)
+echo "$out" | tail -2
+echo "$out" | grep -q " 10 received, 0% packet loss" || { echo "FAIL: expected 10 replies, none lost"; lab_engine_log a; exit 1; }
+
+neigh=$(lab_exec a ip neigh show "$eip")
+echo "kernel neighbour entry: $neigh"
+echo "$neigh" | grep -qi "lladdr $emac" || { echo "FAIL: kernel ARP entry is not the engine's MAC $emac"; exit 1; }
+
+rc=$(lab_stop_engine a)
+log=$(lab_engine_log a)
+[ "$rc" = 0 ] || { echo "FAIL: engine exited with $rc"; echo "$log"; exit 1; }
+echo "$log" | grep -q "icmp_echo_replies_sent: 10$" || { echo "FAIL: engine did not count 10 echo replies"; echo "$log"; exit 1; }
+echo "$log" | grep -q "arp_replies_sent: [1-9]" || { echo "FAIL: engine did not count an ARP reply"; echo "$log"; exit 1; }
+echo "$log" | grep -q "mbufs_in_use_at_exit: 0$" || { echo "FAIL: mbufs leaked"; echo "$log"; exit 1; }
+echo "ok: ping via ARP, 10/10 replies, clean stop"

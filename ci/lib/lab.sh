@@ -1,0 +1,132 @@
+# The namespace lab, shared by ci/test's lab tests and ci/demo. Source it from bash.
+#
+# Each lab host is a network namespace in which an engine runs (`ip netns exec`), so that
+# its net_tap device is created inside the namespace and the Linux kernel there is the
+# real, independent peer. Names are unique per process so tests can run side by side,
+# and lab_cleanup (installed as an EXIT trap by lab_init) tears everything down even
+# when a test fails.
+#
+#   lab_init                       set up traps and a work dir ($LAB_DIR)
+#   lab_host NAME                  create namespace $LAB_NS_<NAME>; prints its name
+#   lab_engine NAME IP/PFX [ARGS]  start `migratory serve` in host NAME on a fresh tap,
+#                                  wait for the tap, give the kernel side .1 of the subnet
+#   lab_kernel_ip NAME             the kernel's address in host NAME
+#   lab_exec NAME CMD...           run a command in host NAME's namespace
+#   lab_engine_log NAME            the engine's output so far
+#   lab_stop_engine NAME           SIGTERM the engine, wait, print its exit code
+#   lab_cleanup                    stop every engine, delete every namespace
+
+LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+: "${MIGRATORY_BIN:=$LAB_ROOT/target/debug/migratory}"
+LAB_ID="$$"
+declare -gA LAB_NS LAB_TAP LAB_PID LAB_KIP LAB_EIP LAB_LOG
+LAB_HOSTS=()
+
+lab_fail() { echo "lab: $*" >&2; return 1; }
+
+lab_init() {
+  [ "$(id -u)" -eq 0 ] || { echo "lab: needs root (network namespaces, tap devices)" >&2; exit 1; }
+  command -v ip >/dev/null || { echo "lab: iproute2 missing: run ci/setup" >&2; exit 1; }
+  [ -x "$MIGRATORY_BIN" ] || { echo "lab: $MIGRATORY_BIN not built (cargo build)" >&2; exit 1; }
+  LAB_DIR=$(mktemp -d "/tmp/mglab.$LAB_ID.XXXX")
+  trap lab_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+lab_host() {
+  local name=$1
+  local ns="mg-$name-$LAB_ID"
+  ip netns add "$ns" || lab_fail "cannot create namespace $ns" || return 1
+  ip -n "$ns" link set lo up
+  LAB_NS[$name]=$ns
+  LAB_HOSTS+=("$name")
+  echo "$ns"
+}
+
+lab_exec() {
+  local name=$1; shift
+  ip netns exec "${LAB_NS[$name]}" "$@"
+}
+
+lab_kernel_ip() { echo "${LAB_KIP[$1]}"; }
+lab_engine_ip() { echo "${LAB_EIP[$1]}"; }
+lab_engine_log() { cat "${LAB_LOG[$1]}" 2>/dev/null; }
+
+# lab_engine NAME IP/PREFIX [serve args...] [-- extra EAL args]
+lab_engine() {
+  local name=$1 cidr=$2; shift 2
+  local ns=${LAB_NS[$name]}
+  [ -n "$ns" ] || { lab_fail "no host $name"; return 1; }
+  local n=${#LAB_TAP[@]}
+  local tap="mgt$((LAB_ID % 100000))$n"
+  tap=${tap:0:15}
+  local ip=${cidr%/*} pfx=${cidr#*/}
+  # The kernel side takes .1 of the engine's subnet (the engine must not use .1).
+  local kip
+  kip=$(python3 -c "import ipaddress,sys; n=ipaddress.ip_interface(sys.argv[1]).network; print(next(iter(n.hosts())))" "$cidr")
+  local serve_args=() eal_extra=()
+  while [ $# -gt 0 ]; do
+    if [ "$1" = "--" ]; then shift; eal_extra=("$@"); break; fi
+    serve_args+=("$1"); shift
+  done
+  local log="$LAB_DIR/engine-$name.log"
+  LAB_LOG[$name]=$log
+  ip netns exec "$ns" "$MIGRATORY_BIN" serve --ip "$cidr" --name "$name-$LAB_ID" "${serve_args[@]}" -- \
+    -l 0 --no-huge -m 256 --no-pci --file-prefix="mg-$name-$LAB_ID" --log-level=lib.eal:error \
+    "--vdev=net_tap0,iface=$tap" "${eal_extra[@]}" >"$log" 2>&1 &
+  LAB_PID[$name]=$!
+  LAB_TAP[$name]=$tap
+  LAB_KIP[$name]=$kip
+  LAB_EIP[$name]=$ip
+  # Wait for the engine's start-up line (its tap then exists and the port is started).
+  local i
+  for i in $(seq 1 200); do
+    if ! kill -0 "${LAB_PID[$name]}" 2>/dev/null; then
+      echo "lab: engine $name exited during start-up:" >&2; sed 's/^/  | /' "$log" >&2
+      return 1
+    fi
+    grep -q "^migratory: engine .* serving" "$log" && ip -n "$ns" link show "$tap" >/dev/null 2>&1 && break
+    sleep 0.05
+  done
+  if ! grep -q "^migratory: engine .* serving" "$log"; then
+    echo "lab: engine $name did not come up in 10 s:" >&2; sed 's/^/  | /' "$log" >&2
+    return 1
+  fi
+  ip -n "$ns" addr add "$kip/$pfx" dev "$tap" || { lab_fail "cannot address $tap"; return 1; }
+  ip -n "$ns" link set "$tap" up || { lab_fail "cannot bring $tap up"; return 1; }
+}
+
+# Stops the engine with SIGTERM; prints its exit code (124 if it had to be killed).
+lab_stop_engine() {
+  local name=$1 pid=${LAB_PID[$1]}
+  [ -n "$pid" ] || { echo 0; return 0; }
+  kill -TERM "$pid" 2>/dev/null
+  local i
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    unset "LAB_PID[$name]"
+    echo 124; return 0
+  fi
+  local rc=0
+  wait "$pid" 2>/dev/null || rc=$?
+  unset "LAB_PID[$name]"
+  echo "$rc"
+}
+
+lab_cleanup() {
+  local name
+  for name in "${!LAB_PID[@]}"; do
+    lab_stop_engine "$name" >/dev/null
+  done
+  for name in "${LAB_HOSTS[@]}"; do
+    ip netns del "${LAB_NS[$name]}" 2>/dev/null
+  done
+  LAB_HOSTS=()
+  [ -n "${LAB_DIR:-}" ] && [ -z "${LAB_KEEP:-}" ] && rm -rf "$LAB_DIR"
+  rm -rf /var/run/dpdk/mg-*-"$LAB_ID" 2>/dev/null
+  return 0
+}
