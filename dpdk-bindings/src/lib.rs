@@ -5,6 +5,7 @@
 //! layer the rest of migratory uses: [`Eal`], [`Mempool`], [`Mbuf`], [`Port`] and
 //! [`DpdkError`]. This is the only crate of the project with `unsafe`.
 #![warn(missing_debug_implementations)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 #[allow(
     non_upper_case_globals,
@@ -12,6 +13,7 @@
     non_snake_case,
     dead_code,
     clippy::all,
+    clippy::undocumented_unsafe_blocks,
     unnecessary_transmutes,
     rustdoc::all,
     missing_debug_implementations
@@ -28,7 +30,7 @@ mod port;
 pub use eal::{Eal, EalArgs};
 pub use error::{DpdkError, Result};
 pub use mbuf::{Mbuf, Mempool};
-pub use port::{LinkStatus, Port, PortConfig, PortInfo, PortStats, MAX_BURST};
+pub use port::{LinkStatus, Port, PortConfig, PortInfo, PortStats, MbufOwner, MAX_BURST};
 
 /// The DPDK version string of the linked library, e.g. "DPDK 22.11.11".
 pub fn version() -> String {

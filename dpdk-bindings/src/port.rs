@@ -10,6 +10,24 @@ use crate::mbuf::{Mbuf, Mempool};
 /// The largest burst [`Port::rx_burst`] and [`Port::tx_burst`] move in one call.
 pub const MAX_BURST: usize = 64;
 
+/// A value that owns exactly one mbuf: lets the burst calls move the engine's own frame
+/// wrappers without copying them into a `Vec<Mbuf>` first.
+pub trait MbufOwner: Sized {
+    fn mbuf(&self) -> &Mbuf;
+    fn into_mbuf(self) -> Mbuf;
+}
+
+impl MbufOwner for Mbuf {
+    #[inline]
+    fn mbuf(&self) -> &Mbuf {
+        self
+    }
+    #[inline]
+    fn into_mbuf(self) -> Mbuf {
+        self
+    }
+}
+
 /// How to set a port up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortConfig {
@@ -269,7 +287,7 @@ impl Port {
 
     /// Receives up to `max` (at most [`MAX_BURST`]) packets from `queue` into `out`.
     #[inline]
-    pub fn rx_burst(&self, queue: u16, out: &mut Vec<Mbuf>, max: usize) -> usize {
+    pub fn rx_burst<T: From<Mbuf>>(&self, queue: u16, out: &mut Vec<T>, max: usize) -> usize {
         let mut raw = [ptr::null_mut::<ffi::rte_mbuf>(); MAX_BURST];
         let want = max.min(MAX_BURST) as u16;
         // SAFETY: raw has room for `want` pointers; the queue belongs to the caller's
@@ -279,7 +297,7 @@ impl Port {
         for &p in &raw[..usize::from(n)] {
             if let Some(p) = NonNull::new(p) {
                 // SAFETY: the driver handed us ownership of each returned mbuf.
-                out.push(unsafe { Mbuf::from_raw(p) });
+                out.push(T::from(unsafe { Mbuf::from_raw(p) }));
             }
         }
         usize::from(n)
@@ -288,20 +306,20 @@ impl Port {
     /// Transmits packets from the front of `pkts` on `queue`, removing the ones the
     /// device took (they are now the driver's to free). The rest stay in `pkts`.
     #[inline]
-    pub fn tx_burst(&self, queue: u16, pkts: &mut Vec<Mbuf>) -> usize {
+    pub fn tx_burst<T: MbufOwner>(&self, queue: u16, pkts: &mut Vec<T>) -> usize {
         let mut sent_total = 0;
         while !pkts.is_empty() {
             let chunk = pkts.len().min(MAX_BURST);
             let mut raw = [ptr::null_mut::<ffi::rte_mbuf>(); MAX_BURST];
             for (slot, m) in raw.iter_mut().zip(pkts.iter()) {
-                *slot = m.as_ptr();
+                *slot = m.mbuf().as_ptr();
             }
             // SAFETY: raw holds `chunk` valid mbufs we own; the queue has one user.
             let n = usize::from(unsafe {
                 ffi::mgr_eth_tx_burst(self.id, queue, raw.as_mut_ptr(), chunk as u16)
             });
             for m in pkts.drain(..n) {
-                let _ = m.into_raw(); // the driver owns it now
+                let _ = m.into_mbuf().into_raw(); // the driver owns it now
             }
             sent_total += n;
             if n < chunk {

@@ -60,7 +60,7 @@ fn eal_mempool_port_lifecycle() {
     }
     assert_eq!(port.tx_burst(0, &mut tx), 10);
     assert!(tx.is_empty());
-    let mut rx = Vec::new();
+    let mut rx: Vec<dpdk_sys::Mbuf> = Vec::new();
     let mut got = 0;
     for _ in 0..100 {
         got += port.rx_burst(0, &mut rx, 32);
