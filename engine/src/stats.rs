@@ -6,7 +6,7 @@
 //! a core-local value; nothing here allocates except [`Counters::to_json`], which is for
 //! reporting, never the packet path. Cores keep their own `Counters` and a reporter sums
 //! them with [`Counters::add`].
-use core::fmt::{self, Write as _};
+use core::fmt;
 
 macro_rules! drop_reasons {
     ($( $(#[doc = $doc:literal])* $variant:ident => $name:literal, )*) => {
