@@ -1,1 +1,699 @@
-//! (being written)
+//! The per-core connection table: which connection, TIME_WAIT record or listener a
+//! segment's 4-tuple belongs to.
+//!
+//! Owns: three hash tables (connections by [`FourTuple`], compact TIME_WAIT records by
+//! [`FourTuple`], listeners by local [`SocketAddrV4`]), their capacity limits, the keyed hash
+//! that protects them ([`FlowHashKey`], SipHash-1-3 as specified by Aumasson and Bernstein),
+//! and the TIME_WAIT expiry order.
+//!
+//! May not: interpret segments or connection state (the TCP module decides what a lookup
+//! result means), read a clock (expiry takes `now`), or grow past its limits.
+//!
+//! Lookup order ([`ConnTable::lookup`]): a connection in any state but LISTEN and
+//! TIME_WAIT, then a TIME_WAIT record (RFC 9293 §3.10.7.4: a segment for a TIME_WAIT 4-tuple
+//! goes to that record, which may let a new SYN through to the listener), then a listener
+//! on the exact local address, then a listener on the wildcard address `0.0.0.0` with the
+//! same port. A 4-tuple is a connection or a TIME_WAIT record, never both.
+use core::net::{Ipv4Addr, SocketAddrV4};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use hashbrown::HashTable;
+
+use crate::flow::FourTuple;
+use crate::time::Instant;
+
+/// The secret key of the table's hash.
+///
+/// Peers choose 4-tuples (ports and, behind NATs, addresses), so a table keyed by them
+/// needs a hash they cannot predict, or they can fill one bucket and make every lookup
+/// linear (hash flooding). The key must be random and private to the engine: draw it per
+/// core from the operating system's random source at start-up. Tables of different cores
+/// should have different keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FlowHashKey {
+    k0: u64,
+    k1: u64,
+}
+
+impl core::fmt::Debug for FlowHashKey {
+    /// Never prints the key itself.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("FlowHashKey(..)")
+    }
+}
+
+impl FlowHashKey {
+    /// A key from 16 random bytes.
+    pub fn new(bytes: [u8; 16]) -> Self {
+        let mut k0 = [0; 8];
+        let mut k1 = [0; 8];
+        k0.copy_from_slice(&bytes[..8]);
+        k1.copy_from_slice(&bytes[8..]);
+        FlowHashKey {
+            k0: u64::from_le_bytes(k0),
+            k1: u64::from_le_bytes(k1),
+        }
+    }
+
+    /// A key from two 64-bit words.
+    pub const fn from_words(k0: u64, k1: u64) -> Self {
+        FlowHashKey { k0, k1 }
+    }
+
+    /// The keyed hash of a 4-tuple (its 12 bytes: local address and port, remote address
+    /// and port, in network order).
+    pub fn hash_tuple(&self, tuple: &FourTuple) -> u64 {
+        let mut bytes = [0u8; 12];
+        bytes[..6].copy_from_slice(&addr_bytes(&tuple.local));
+        bytes[6..].copy_from_slice(&addr_bytes(&tuple.remote));
+        siphash::<1, 3>(self.k0, self.k1, &bytes)
+    }
+
+    /// The keyed hash of a socket address (its 6 bytes in network order).
+    pub fn hash_addr(&self, addr: &SocketAddrV4) -> u64 {
+        siphash::<1, 3>(self.k0, self.k1, &addr_bytes(addr))
+    }
+}
+
+fn addr_bytes(addr: &SocketAddrV4) -> [u8; 6] {
+    let mut bytes = [0u8; 6];
+    bytes[..4].copy_from_slice(&addr.ip().octets());
+    bytes[4..].copy_from_slice(&addr.port().to_be_bytes());
+    bytes
+}
+
+/// SipHash-c-d of `msg` under the key (k0, k1), after the SipHash paper (Aumasson and
+/// Bernstein, 2012): little-endian 64-bit words, the last one padded and carrying the
+/// length in its top byte.
+fn siphash<const C: usize, const D: usize>(k0: u64, k1: u64, msg: &[u8]) -> u64 {
+    let mut v = [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ];
+    let mut words = msg.chunks_exact(8);
+    for word in words.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        compress::<C>(&mut v, u64::from_le_bytes(w));
+    }
+    let mut last = [0u8; 8];
+    let tail = words.remainder();
+    last[..tail.len()].copy_from_slice(tail);
+    last[7] = msg.len() as u8;
+    compress::<C>(&mut v, u64::from_le_bytes(last));
+    v[2] ^= 0xff;
+    for _ in 0..D {
+        sip_round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+fn compress<const C: usize>(v: &mut [u64; 4], m: u64) {
+    v[3] ^= m;
+    for _ in 0..C {
+        sip_round(v);
+    }
+    v[0] ^= m;
+}
+
+fn sip_round(v: &mut [u64; 4]) {
+    v[0] = v[0].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(13) ^ v[0];
+    v[0] = v[0].rotate_left(32);
+    v[2] = v[2].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(16) ^ v[2];
+    v[0] = v[0].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(21) ^ v[0];
+    v[2] = v[2].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(17) ^ v[2];
+    v[2] = v[2].rotate_left(32);
+}
+
+/// The three kinds of entry a table holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A connection in any state but LISTEN and TIME_WAIT.
+    Connection,
+    /// A TIME_WAIT record.
+    TimeWait,
+    /// A listener.
+    Listener,
+}
+
+/// Why a table operation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum TableError {
+    /// The table of that kind already holds its limit.
+    #[error("{kind:?} table full ({limit} entries)")]
+    Full { kind: EntryKind, limit: usize },
+    /// The key is already taken by an entry of that kind.
+    #[error("key already used by a {0:?} entry")]
+    Occupied(EntryKind),
+    /// No entry of the expected kind has that key.
+    #[error("no such entry")]
+    NotFound,
+}
+
+/// An insertion that was refused, handing the value back so that it keeps exactly one
+/// owner (a connection being migrated in must not be lost because a table was full).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct Refused<T> {
+    pub error: TableError,
+    pub value: T,
+}
+
+/// Per-kind capacity limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableLimits {
+    pub connections: usize,
+    pub time_wait: usize,
+    pub listeners: usize,
+}
+
+impl Default for TableLimits {
+    /// A million connections and TIME_WAIT records, a thousand listeners.
+    fn default() -> Self {
+        TableLimits {
+            connections: 1 << 20,
+            time_wait: 1 << 20,
+            listeners: 1024,
+        }
+    }
+}
+
+/// What a TIME_WAIT 4-tuple keeps: enough to re-acknowledge a retransmitted FIN, to answer
+/// other segments (RFC 9293 §3.10.7.4) and to judge a new SYN (RFC 6191), and nothing else.
+/// The table is generic over this record (`W`), so the TCP module may use its own; this one
+/// is the suggested default, 24 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimeWait {
+    /// Our next sequence number (the one after our FIN).
+    pub snd_nxt: u32,
+    /// The next sequence number we expect (the one after the peer's FIN).
+    pub rcv_nxt: u32,
+    /// The receive window we advertise, as on the wire (already scaled down).
+    pub rcv_wnd: u16,
+    /// The peer's last timestamp value (RFC 7323 TS.Recent), if timestamps were in use.
+    pub ts_recent: Option<u32>,
+    /// Offset of our timestamp clock, so TSval keeps increasing for this 4-tuple.
+    pub ts_offset: u32,
+}
+
+/// A TIME_WAIT record with its expiry (2·MSL after entering TIME_WAIT, restartable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWaitEntry<W> {
+    pub state: W,
+    pub expiry: Instant,
+}
+
+/// A lookup result; `C`, `T` and `L` are references to the connection, the TIME_WAIT
+/// record and the listener (shared or mutable).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup<C, T, L> {
+    Connection(C),
+    TimeWait(T),
+    /// A listener; `local` is the key that matched (the exact address or the wildcard).
+    Listener {
+        local: SocketAddrV4,
+        listener: L,
+    },
+    NotFound,
+}
+
+impl<C, T, L> Lookup<C, T, L> {
+    /// Which kind of entry was found.
+    pub fn kind(&self) -> Option<EntryKind> {
+        match self {
+            Lookup::Connection(_) => Some(EntryKind::Connection),
+            Lookup::TimeWait(_) => Some(EntryKind::TimeWait),
+            Lookup::Listener { .. } => Some(EntryKind::Listener),
+            Lookup::NotFound => None,
+        }
+    }
+}
+
+/// A core's connection table. `V` is what a connection entry holds (the connection itself
+/// or an index into the core's slab), `L` a listener, `W` a TIME_WAIT record.
+#[derive(Debug, Clone)]
+pub struct ConnTable<V, L = V, W = TimeWait> {
+    /// Keys the hashes of all three tables. Secret and per core: peers choose the keys of
+    /// the connection and TIME_WAIT tables (see [`FlowHashKey`]).
+    key: FlowHashKey,
+    limits: TableLimits,
+    connections: HashTable<(FourTuple, V)>,
+    time_wait: HashTable<(FourTuple, TimeWaitEntry<W>)>,
+    /// Keyed by local address; `0.0.0.0:port` is the wildcard for that port. We choose
+    /// these keys, but the same keyed hash costs nothing here: few entries.
+    listeners: HashTable<(SocketAddrV4, L)>,
+    /// TIME_WAIT expiries, earliest first. An entry is stale when the record was removed
+    /// or its expiry changed since; stale entries are skipped when popped and purged when
+    /// they outnumber live ones.
+    expiries: BinaryHeap<Reverse<(Instant, FourTuple)>>,
+}
+
+impl<V, L, W> ConnTable<V, L, W> {
+    /// An empty table whose hashes are keyed by `key` (see [`FlowHashKey`]).
+    pub fn new(key: FlowHashKey, limits: TableLimits) -> Self {
+        ConnTable {
+            key,
+            limits,
+            connections: HashTable::new(),
+            time_wait: HashTable::new(),
+            listeners: HashTable::new(),
+            expiries: BinaryHeap::new(),
+        }
+    }
+
+    pub fn limits(&self) -> TableLimits {
+        self.limits
+    }
+
+    /// Reserves room for `additional` more entries of a kind (clamped to the kind's limit),
+    /// so that inserting them does not rehash on the data path.
+    pub fn reserve(&mut self, kind: EntryKind, additional: usize) {
+        let key = self.key;
+        match kind {
+            EntryKind::Connection => {
+                let room = self
+                    .limits
+                    .connections
+                    .saturating_sub(self.connections.len());
+                self.connections
+                    .reserve(additional.min(room), |(t, _)| key.hash_tuple(t));
+            }
+            EntryKind::TimeWait => {
+                let room = self.limits.time_wait.saturating_sub(self.time_wait.len());
+                self.time_wait
+                    .reserve(additional.min(room), |(t, _)| key.hash_tuple(t));
+            }
+            EntryKind::Listener => {
+                let room = self.limits.listeners.saturating_sub(self.listeners.len());
+                self.listeners
+                    .reserve(additional.min(room), |(a, _)| key.hash_addr(a));
+            }
+        }
+    }
+
+    /// The keyed hash this table uses for a 4-tuple.
+    pub fn flow_hash(&self, tuple: &FourTuple) -> u64 {
+        self.key.hash_tuple(tuple)
+    }
+
+    /// Number of entries of a kind.
+    pub fn len(&self, kind: EntryKind) -> usize {
+        match kind {
+            EntryKind::Connection => self.connections.len(),
+            EntryKind::TimeWait => self.time_wait.len(),
+            EntryKind::Listener => self.listeners.len(),
+        }
+    }
+
+    /// Whether the table holds no entry of any kind.
+    pub fn is_empty(&self) -> bool {
+        self.connections.is_empty() && self.time_wait.is_empty() && self.listeners.is_empty()
+    }
+
+    /// Finds what a segment arriving on `tuple` (seen from this end) belongs to, in the
+    /// order described in the module documentation.
+    pub fn lookup(&self, tuple: &FourTuple) -> Lookup<&V, &TimeWaitEntry<W>, &L> {
+        if let Some(value) = self.connection(tuple) {
+            return Lookup::Connection(value);
+        }
+        if let Some(entry) = self.time_wait(tuple) {
+            return Lookup::TimeWait(entry);
+        }
+        match self.listener_for(tuple.local) {
+            Some((local, listener)) => Lookup::Listener { local, listener },
+            None => Lookup::NotFound,
+        }
+    }
+
+    /// [`Self::lookup`], with mutable access to what was found.
+    pub fn lookup_mut(
+        &mut self,
+        tuple: &FourTuple,
+    ) -> Lookup<&mut V, &mut TimeWaitEntry<W>, &mut L> {
+        let hash = self.key.hash_tuple(tuple);
+        if let Some((_, value)) = self.connections.find_mut(hash, |(t, _)| t == tuple) {
+            return Lookup::Connection(value);
+        }
+        if let Some((_, entry)) = self.time_wait.find_mut(hash, |(t, _)| t == tuple) {
+            return Lookup::TimeWait(entry);
+        }
+        let Some(local) = listener_key(&self.listeners, &self.key, tuple.local) else {
+            return Lookup::NotFound;
+        };
+        let hash = self.key.hash_addr(&local);
+        match self.listeners.find_mut(hash, |(a, _)| *a == local) {
+            Some((_, listener)) => Lookup::Listener { local, listener },
+            None => Lookup::NotFound,
+        }
+    }
+
+    // ----- connections -----
+
+    /// Adds a connection. Refused, handing `value` back, if the 4-tuple is a connection
+    /// or a TIME_WAIT record already, or if the connection table is full.
+    pub fn insert_connection(&mut self, tuple: FourTuple, value: V) -> Result<(), Refused<V>> {
+        let hash = self.key.hash_tuple(&tuple);
+        let error = if self.connections.find(hash, |(t, _)| *t == tuple).is_some() {
+            Some(TableError::Occupied(EntryKind::Connection))
+        } else if self.time_wait.find(hash, |(t, _)| *t == tuple).is_some() {
+            Some(TableError::Occupied(EntryKind::TimeWait))
+        } else if self.connections.len() >= self.limits.connections {
+            let limit = self.limits.connections;
+            Some(TableError::Full {
+                kind: EntryKind::Connection,
+                limit,
+            })
+        } else {
+            None
+        };
+        if let Some(error) = error {
+            return Err(Refused { error, value });
+        }
+        let key = self.key;
+        self.connections
+            .insert_unique(hash, (tuple, value), |(t, _)| key.hash_tuple(t));
+        Ok(())
+    }
+
+    pub fn connection(&self, tuple: &FourTuple) -> Option<&V> {
+        let hash = self.key.hash_tuple(tuple);
+        self.connections
+            .find(hash, |(t, _)| t == tuple)
+            .map(|(_, v)| v)
+    }
+
+    pub fn connection_mut(&mut self, tuple: &FourTuple) -> Option<&mut V> {
+        let hash = self.key.hash_tuple(tuple);
+        self.connections
+            .find_mut(hash, |(t, _)| t == tuple)
+            .map(|(_, v)| v)
+    }
+
+    pub fn remove_connection(&mut self, tuple: &FourTuple) -> Option<V> {
+        let hash = self.key.hash_tuple(tuple);
+        let entry = self
+            .connections
+            .find_entry(hash, |(t, _)| t == tuple)
+            .ok()?;
+        Some(entry.remove().0 .1)
+    }
+
+    /// Every connection, in no particular order.
+    pub fn connections(&self) -> impl Iterator<Item = (&FourTuple, &V)> + '_ {
+        self.connections.iter().map(|(t, v)| (t, v))
+    }
+
+    pub fn connections_mut(&mut self) -> impl Iterator<Item = (&FourTuple, &mut V)> + '_ {
+        self.connections.iter_mut().map(|(t, v)| (&*t, v))
+    }
+
+    /// Keeps the connections for which `keep` returns true and drops the others.
+    pub fn retain_connections(&mut self, mut keep: impl FnMut(&FourTuple, &mut V) -> bool) {
+        self.connections.retain(|(t, v)| keep(t, v));
+    }
+
+    // ----- TIME_WAIT -----
+
+    /// Adds a TIME_WAIT record expiring at `expiry`. Refused if the 4-tuple is a connection
+    /// or a TIME_WAIT record already, or if the TIME_WAIT table is full (the caller then
+    /// closes without TIME_WAIT, as stacks do when their TIME_WAIT buckets overflow).
+    pub fn insert_time_wait(
+        &mut self,
+        tuple: FourTuple,
+        state: W,
+        expiry: Instant,
+    ) -> Result<(), Refused<W>> {
+        let hash = self.key.hash_tuple(&tuple);
+        let error = if self.connections.find(hash, |(t, _)| *t == tuple).is_some() {
+            Some(TableError::Occupied(EntryKind::Connection))
+        } else {
+            self.time_wait_room(hash, &tuple)
+        };
+        if let Some(error) = error {
+            return Err(Refused {
+                error,
+                value: state,
+            });
+        }
+        self.push_time_wait(hash, tuple, TimeWaitEntry { state, expiry });
+        Ok(())
+    }
+
+    /// Moves a connection to TIME_WAIT in one step: removes it, adds the record, and returns
+    /// the connection's value. Refused, with both left as they were, if there is no such
+    /// connection or the TIME_WAIT table is full.
+    pub fn move_to_time_wait(
+        &mut self,
+        tuple: &FourTuple,
+        state: W,
+        expiry: Instant,
+    ) -> Result<V, Refused<W>> {
+        let hash = self.key.hash_tuple(tuple);
+        if let Some(error) = self.time_wait_room(hash, tuple) {
+            return Err(Refused {
+                error,
+                value: state,
+            });
+        }
+        let Ok(entry) = self.connections.find_entry(hash, |(t, _)| t == tuple) else {
+            return Err(Refused {
+                error: TableError::NotFound,
+                value: state,
+            });
+        };
+        let ((tuple, value), _) = entry.remove();
+        self.push_time_wait(hash, tuple, TimeWaitEntry { state, expiry });
+        Ok(value)
+    }
+
+    pub fn time_wait(&self, tuple: &FourTuple) -> Option<&TimeWaitEntry<W>> {
+        let hash = self.key.hash_tuple(tuple);
+        self.time_wait
+            .find(hash, |(t, _)| t == tuple)
+            .map(|(_, e)| e)
+    }
+
+    /// Mutable access to a record's state. The expiry is changed through
+    /// [`Self::restart_time_wait`], which keeps the expiry order right.
+    pub fn time_wait_state_mut(&mut self, tuple: &FourTuple) -> Option<&mut W> {
+        let hash = self.key.hash_tuple(tuple);
+        self.time_wait
+            .find_mut(hash, |(t, _)| t == tuple)
+            .map(|(_, e)| &mut e.state)
+    }
+
+    /// Sets a record's expiry (RFC 9293 §3.10.7.4: a retransmitted FIN restarts the 2·MSL
+    /// timeout). Returns false if there is no such record.
+    pub fn restart_time_wait(&mut self, tuple: &FourTuple, expiry: Instant) -> bool {
+        let hash = self.key.hash_tuple(tuple);
+        let Some((_, entry)) = self.time_wait.find_mut(hash, |(t, _)| t == tuple) else {
+            return false;
+        };
+        if entry.expiry != expiry {
+            entry.expiry = expiry;
+            self.expiries.push(Reverse((expiry, *tuple)));
+            self.purge_stale_expiries();
+        }
+        true
+    }
+
+    pub fn remove_time_wait(&mut self, tuple: &FourTuple) -> Option<TimeWaitEntry<W>> {
+        let hash = self.key.hash_tuple(tuple);
+        let entry = self.time_wait.find_entry(hash, |(t, _)| t == tuple).ok()?;
+        let ((_, record), _) = entry.remove();
+        self.purge_stale_expiries();
+        Some(record)
+    }
+
+    /// Every TIME_WAIT record, in no particular order.
+    pub fn time_waits(&self) -> impl Iterator<Item = (&FourTuple, &TimeWaitEntry<W>)> + '_ {
+        self.time_wait.iter().map(|(t, e)| (t, e))
+    }
+
+    /// Removes every TIME_WAIT record whose expiry is at or before `now`, earliest first,
+    /// handing each to `expired`. Returns how many were removed.
+    pub fn expire_time_wait(
+        &mut self,
+        now: Instant,
+        mut expired: impl FnMut(FourTuple, TimeWaitEntry<W>),
+    ) -> usize {
+        let mut count = 0;
+        while let Some(&Reverse((expiry, tuple))) = self.expiries.peek() {
+            if expiry > now {
+                break;
+            }
+            self.expiries.pop();
+            let hash = self.key.hash_tuple(&tuple);
+            // Only the heap entry that matches the record's current expiry is live.
+            if let Ok(entry) = self
+                .time_wait
+                .find_entry(hash, |(t, e)| *t == tuple && e.expiry == expiry)
+            {
+                let ((tuple, record), _) = entry.remove();
+                expired(tuple, record);
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// A lower bound of the earliest TIME_WAIT expiry (exact unless records were removed or
+    /// restarted since the last [`Self::expire_time_wait`]), or `None` when there are none.
+    pub fn next_time_wait_expiry(&self) -> Option<Instant> {
+        if self.time_wait.is_empty() {
+            return None;
+        }
+        self.expiries.peek().map(|Reverse((expiry, _))| *expiry)
+    }
+
+    fn time_wait_room(&self, hash: u64, tuple: &FourTuple) -> Option<TableError> {
+        if self.time_wait.find(hash, |(t, _)| t == tuple).is_some() {
+            Some(TableError::Occupied(EntryKind::TimeWait))
+        } else if self.time_wait.len() >= self.limits.time_wait {
+            Some(TableError::Full {
+                kind: EntryKind::TimeWait,
+                limit: self.limits.time_wait,
+            })
+        } else {
+            None
+        }
+    }
+
+    fn push_time_wait(&mut self, hash: u64, tuple: FourTuple, entry: TimeWaitEntry<W>) {
+        let key = self.key;
+        self.expiries.push(Reverse((entry.expiry, tuple)));
+        self.time_wait
+            .insert_unique(hash, (tuple, entry), |(t, _)| key.hash_tuple(t));
+        self.purge_stale_expiries();
+    }
+
+    /// Rebuilds the expiry heap from the live records once stale entries dominate, so that
+    /// removals and restarts cannot grow it without bound.
+    fn purge_stale_expiries(&mut self) {
+        if self.expiries.len() > 2 * self.time_wait.len() + 64 {
+            self.expiries = self
+                .time_wait
+                .iter()
+                .map(|(t, e)| Reverse((e.expiry, *t)))
+                .collect();
+        }
+    }
+
+    // ----- listeners -----
+
+    /// Adds a listener on `local`; `0.0.0.0:port` listens on every local address for that
+    /// port. Refused if one is already there or the listener table is full.
+    pub fn insert_listener(&mut self, local: SocketAddrV4, listener: L) -> Result<(), Refused<L>> {
+        let hash = self.key.hash_addr(&local);
+        let error = if self.listeners.find(hash, |(a, _)| *a == local).is_some() {
+            Some(TableError::Occupied(EntryKind::Listener))
+        } else if self.listeners.len() >= self.limits.listeners {
+            Some(TableError::Full {
+                kind: EntryKind::Listener,
+                limit: self.limits.listeners,
+            })
+        } else {
+            None
+        };
+        if let Some(error) = error {
+            return Err(Refused {
+                error,
+                value: listener,
+            });
+        }
+        let key = self.key;
+        self.listeners
+            .insert_unique(hash, (local, listener), |(a, _)| key.hash_addr(a));
+        Ok(())
+    }
+
+    /// The listener registered on exactly `local` (no wildcard fallback).
+    pub fn listener(&self, local: &SocketAddrV4) -> Option<&L> {
+        let hash = self.key.hash_addr(local);
+        self.listeners
+            .find(hash, |(a, _)| a == local)
+            .map(|(_, l)| l)
+    }
+
+    pub fn listener_mut(&mut self, local: &SocketAddrV4) -> Option<&mut L> {
+        let hash = self.key.hash_addr(local);
+        self.listeners
+            .find_mut(hash, |(a, _)| a == local)
+            .map(|(_, l)| l)
+    }
+
+    /// The listener that accepts connections to `local`: the exact one, else the wildcard
+    /// one for its port. Returns the key that matched with it.
+    pub fn listener_for(&self, local: SocketAddrV4) -> Option<(SocketAddrV4, &L)> {
+        let key = self.listener_key(local)?;
+        self.listener(&key).map(|l| (key, l))
+    }
+
+    pub fn listener_for_mut(&mut self, local: SocketAddrV4) -> Option<(SocketAddrV4, &mut L)> {
+        let key = self.listener_key(local)?;
+        self.listener_mut(&key).map(|l| (key, l))
+    }
+
+    pub fn remove_listener(&mut self, local: &SocketAddrV4) -> Option<L> {
+        let hash = self.key.hash_addr(local);
+        let entry = self.listeners.find_entry(hash, |(a, _)| a == local).ok()?;
+        Some(entry.remove().0 .1)
+    }
+
+    /// Every listener, in no particular order.
+    pub fn listeners(&self) -> impl Iterator<Item = (&SocketAddrV4, &L)> + '_ {
+        self.listeners.iter().map(|(a, l)| (a, l))
+    }
+
+    fn listener_key(&self, local: SocketAddrV4) -> Option<SocketAddrV4> {
+        listener_key(&self.listeners, &self.key, local)
+    }
+}
+
+/// Which key a listener lookup for `local` lands on, if any: `local` itself, else the
+/// wildcard address with its port. A free function so that it borrows only the listeners.
+fn listener_key<L>(
+    listeners: &HashTable<(SocketAddrV4, L)>,
+    key: &FlowHashKey,
+    local: SocketAddrV4,
+) -> Option<SocketAddrV4> {
+    let wildcard = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port());
+    [local, wildcard].into_iter().find(|addr| {
+        listeners
+            .find(key.hash_addr(addr), |(a, _)| a == addr)
+            .is_some()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SipHash paper's test vector: SipHash-2-4, key 00..0f, message 00..0e.
+    #[test]
+    fn siphash_2_4_matches_the_paper() {
+        let key: [u8; 16] = core::array::from_fn(|i| i as u8);
+        let k = FlowHashKey::new(key);
+        let msg: Vec<u8> = (0u8..15).collect();
+        assert_eq!(siphash::<2, 4>(k.k0, k.k1, &msg), 0xa129_ca61_49be_45e5);
+    }
+
+    #[test]
+    fn tuple_hash_depends_on_every_field() {
+        let k = FlowHashKey::from_words(1, 2);
+        let a = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80);
+        let b = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40000);
+        let t = FourTuple::new(a, b);
+        assert_ne!(k.hash_tuple(&t), k.hash_tuple(&t.reversed()));
+        let b2 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40001);
+        assert_ne!(k.hash_tuple(&t), k.hash_tuple(&FourTuple::new(a, b2)));
+        assert_eq!(format!("{k:?}"), "FlowHashKey(..)");
+    }
+}
