@@ -1,1 +1,307 @@
-//! (being written)
+//! The run-to-completion poll loop of one engine core, generic over the [`Port`] and the
+//! [`Clock`].
+//!
+//! One poll: receive a burst, run each frame through the [`Interface`], collect the frames
+//! rewritten into replies, send them as one burst, retry what the port did not take a
+//! bounded number of times, and drop (free) and count the rest. Between polls with no work
+//! the loop idles according to an [`IdleStrategy`]. The loop owns its port and interface;
+//! it allocates nothing per packet (the burst vectors are reused) and never prints: what a
+//! caller should report is exposed as state ([`Engine::interrupt_fell_back`]).
+//!
+//! TCP is not attached yet: segments for us are dropped and counted as
+//! [`DropReason::TcpNotHandled`].
+use core::fmt;
+use core::net::Ipv4Addr;
+use core::str::FromStr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::iface::{Interface, Verdict, ARP_FRAME_LEN};
+use crate::port::{Frame, IdleSupport, Port};
+use crate::stats::{Counters, DropReason};
+use crate::time::{Clock, Duration, Instant};
+
+/// Most frames received or sent per burst.
+pub const BURST_SIZE: usize = 32;
+
+/// How many times one poll calls `send_burst` before dropping what is left.
+pub const TX_ATTEMPTS: usize = 4;
+
+/// Consecutive empty polls after which the loop starts idling.
+pub const EMPTY_POLLS_BEFORE_IDLE: u32 = 64;
+
+/// First and longest sleep of the [`IdleStrategy::Sleep`] back-off.
+pub const SLEEP_MIN: Duration = Duration::from_micros(1);
+pub const SLEEP_MAX: Duration = Duration::from_millis(1);
+
+/// Longest block in [`Port::wait_rx`]; it bounds how late the loop sees `stop`.
+pub const INTERRUPT_WAIT: Duration = Duration::from_millis(100);
+
+/// What the loop does when there is no work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum IdleStrategy {
+    /// Keep polling, with a CPU spin-loop hint: lowest latency, one core at 100%.
+    #[default]
+    Spin,
+    /// Sleep with exponential back-off from [`SLEEP_MIN`] to [`SLEEP_MAX`], reset on work.
+    Sleep,
+    /// Block on receive interrupts for up to [`INTERRUPT_WAIT`]; falls back to `Sleep` on a
+    /// port that cannot.
+    Interrupt,
+}
+
+impl IdleStrategy {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IdleStrategy::Spin => "spin",
+            IdleStrategy::Sleep => "sleep",
+            IdleStrategy::Interrupt => "interrupt",
+        }
+    }
+}
+
+impl fmt::Display for IdleStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The string is not an idle strategy name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown idle strategy (expected one of: spin, sleep, interrupt)")]
+pub struct ParseIdleStrategyError;
+
+impl FromStr for IdleStrategy {
+    type Err = ParseIdleStrategyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "spin" => Ok(IdleStrategy::Spin),
+            "sleep" => Ok(IdleStrategy::Sleep),
+            "interrupt" => Ok(IdleStrategy::Interrupt),
+            _ => Err(ParseIdleStrategyError),
+        }
+    }
+}
+
+/// One core's poll loop: a port, the interface, and the reusable burst vectors.
+pub struct Engine<P: Port> {
+    port: P,
+    iface: Interface,
+    /// Received frames of the current burst; empty between polls.
+    rx: Vec<P::Frame>,
+    /// Frames to send in the current burst; empty between polls.
+    tx: Vec<P::Frame>,
+    interrupt_fell_back: bool,
+}
+
+impl<P: Port> fmt::Debug for Engine<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("iface", &self.iface)
+            .field("interrupt_fell_back", &self.interrupt_fell_back)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Port> Engine<P> {
+    pub fn new(port: P, iface: Interface) -> Engine<P> {
+        Engine {
+            port,
+            iface,
+            rx: Vec::with_capacity(BURST_SIZE),
+            tx: Vec::with_capacity(BURST_SIZE),
+            interrupt_fell_back: false,
+        }
+    }
+
+    pub fn port(&self) -> &P {
+        &self.port
+    }
+
+    pub fn port_mut(&mut self) -> &mut P {
+        &mut self.port
+    }
+
+    pub fn iface(&self) -> &Interface {
+        &self.iface
+    }
+
+    pub fn iface_mut(&mut self) -> &mut Interface {
+        &mut self.iface
+    }
+
+    pub fn counters(&self) -> &Counters {
+        self.iface.counters()
+    }
+
+    /// Gives back the port and the interface.
+    pub fn into_parts(self) -> (P, Interface) {
+        (self.port, self.iface)
+    }
+
+    /// Runs one poll at `now`: receive a burst, process it, send the replies. Returns the
+    /// number of frames received.
+    pub fn poll_once(&mut self, now: Instant) -> usize {
+        self.port.recv_burst(&mut self.rx, BURST_SIZE);
+        let mut received = 0;
+        for mut frame in self.rx.drain(..) {
+            received += 1;
+            let counters = self.iface.counters_mut();
+            counters.rx_packets += 1;
+            counters.rx_bytes += frame.data().len() as u64;
+            match self.iface.process(now, frame.data_mut()) {
+                Verdict::Transmit(len) => {
+                    if frame.set_len(len) {
+                        self.tx.push(frame);
+                    } else {
+                        // Unreachable: a reply is never longer than the frame it was built
+                        // in. Counted rather than assumed.
+                        self.iface.counters_mut().drop(DropReason::NoBuffers);
+                    }
+                }
+                Verdict::Tcp { .. } => self.iface.counters_mut().drop(DropReason::TcpNotHandled),
+                // Already counted by the interface. The frame is freed on drop.
+                Verdict::Consumed | Verdict::Drop(_) => {}
+            }
+        }
+        self.flush_tx();
+        received
+    }
+
+    /// Sends `self.tx`, calling `send_burst` at most [`TX_ATTEMPTS`] times; drops and counts
+    /// as [`DropReason::TxRingFull`] what the port did not take.
+    fn flush_tx(&mut self) {
+        let mut attempts = 0;
+        while !self.tx.is_empty() && attempts < TX_ATTEMPTS {
+            attempts += 1;
+            let (frames_before, bytes_before) = (self.tx.len(), bytes(&self.tx));
+            self.port.send_burst(&mut self.tx);
+            let counters = self.iface.counters_mut();
+            counters.tx_packets += frames_before.saturating_sub(self.tx.len()) as u64;
+            counters.tx_bytes += bytes_before.saturating_sub(bytes(&self.tx));
+        }
+        if !self.tx.is_empty() {
+            self.iface
+                .counters_mut()
+                .drop_n(DropReason::TxRingFull, self.tx.len() as u64);
+            self.tx.clear();
+        }
+    }
+
+    /// Sends one frame built by `build` in a freshly allocated frame of `len` bytes.
+    /// Returns whether the port took it; failures are counted.
+    fn send_built(&mut self, len: usize, build: impl FnOnce(&Interface, &mut [u8])) -> bool {
+        let Some(mut frame) = self.port.alloc(len) else {
+            self.iface.counters_mut().drop(DropReason::NoBuffers);
+            return false;
+        };
+        if !frame.set_len(len) {
+            self.iface.counters_mut().drop(DropReason::NoBuffers);
+            return false;
+        }
+        build(&self.iface, frame.data_mut());
+        let dropped_before = self.iface.counters().dropped(DropReason::TxRingFull);
+        self.tx.push(frame);
+        self.flush_tx();
+        self.iface.counters().dropped(DropReason::TxRingFull) == dropped_before
+    }
+
+    /// Broadcasts a gratuitous ARP for our address (after start-up, or when the address
+    /// moves here). Returns whether the port took it.
+    pub fn send_gratuitous_arp(&mut self) -> bool {
+        self.send_built(ARP_FRAME_LEN, |iface, buf| {
+            // The frame has ARP_FRAME_LEN bytes: this cannot fail.
+            let _ = iface.emit_gratuitous_arp(buf);
+        })
+    }
+
+    /// Broadcasts an ARP request for `target`. Returns whether the port took it.
+    pub fn send_arp_request(&mut self, target: Ipv4Addr) -> bool {
+        self.send_built(ARP_FRAME_LEN, |iface, buf| {
+            let _ = iface.emit_arp_request(target, buf);
+        })
+    }
+
+    /// The strategy [`Engine::run`] will use for `requested`: `Interrupt` becomes `Sleep` on
+    /// a port that cannot block on receive.
+    pub fn effective_idle(&self, requested: IdleStrategy) -> IdleStrategy {
+        match requested {
+            IdleStrategy::Interrupt if self.port.idle_support() != IdleSupport::Interrupt => {
+                IdleStrategy::Sleep
+            }
+            other => other,
+        }
+    }
+
+    /// Whether a [`Engine::run`] asked for `Interrupt` had to sleep instead, because the
+    /// port cannot block on receive or waiting failed. Set once, never cleared; the caller
+    /// reports it (the engine does not print).
+    pub fn interrupt_fell_back(&self) -> bool {
+        self.interrupt_fell_back
+    }
+
+    /// Polls until `stop` is set, idling per `idle` after [`EMPTY_POLLS_BEFORE_IDLE`]
+    /// consecutive empty polls. `stop` is checked between polls; the longest delay before
+    /// it is seen is one idle step ([`SLEEP_MAX`] or [`INTERRUPT_WAIT`]).
+    pub fn run(&mut self, clock: &impl Clock, stop: &AtomicBool, idle: IdleStrategy) {
+        let mut strategy = self.effective_idle(idle);
+        if strategy != idle {
+            self.interrupt_fell_back = true;
+        }
+        let mut empty_polls: u32 = 0;
+        let mut sleep = SLEEP_MIN;
+        while !stop.load(Ordering::Acquire) {
+            if self.poll_once(clock.now()) > 0 {
+                empty_polls = 0;
+                sleep = SLEEP_MIN;
+                continue;
+            }
+            empty_polls = empty_polls.saturating_add(1);
+            if empty_polls < EMPTY_POLLS_BEFORE_IDLE {
+                continue;
+            }
+            match strategy {
+                IdleStrategy::Spin => core::hint::spin_loop(),
+                IdleStrategy::Sleep => {
+                    std::thread::sleep(sleep);
+                    sleep = (sleep * 2).min(SLEEP_MAX);
+                }
+                IdleStrategy::Interrupt => {
+                    if !self.port.wait_rx(INTERRUPT_WAIT) {
+                        // Waiting failed: sleep from now on rather than fail every time.
+                        self.interrupt_fell_back = true;
+                        strategy = IdleStrategy::Sleep;
+                        std::thread::sleep(sleep);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Total length of `frames`.
+fn bytes<F: Frame>(frames: &[F]) -> u64 {
+    frames.iter().map(|f| f.data().len() as u64).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_strategy_names() {
+        for s in [
+            IdleStrategy::Spin,
+            IdleStrategy::Sleep,
+            IdleStrategy::Interrupt,
+        ] {
+            assert_eq!(s.to_string().parse::<IdleStrategy>(), Ok(s));
+        }
+        assert_eq!("sleep".parse::<IdleStrategy>(), Ok(IdleStrategy::Sleep));
+        assert_eq!("Spin".parse::<IdleStrategy>(), Err(ParseIdleStrategyError));
+        assert_eq!("".parse::<IdleStrategy>(), Err(ParseIdleStrategyError));
+        assert!(ParseIdleStrategyError
+            .to_string()
+            .contains("spin, sleep, interrupt"));
+    }
+}

@@ -1,0 +1,452 @@
+//! The poll loop over an in-memory port: replies come out, the tx path never hangs or
+//! leaks, `run` stops, and the idle strategies reach the port as they should.
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use engine::iface::{IfaceConfig, Interface};
+use engine::poll::{Engine, IdleStrategy, BURST_SIZE, INTERRUPT_WAIT, TX_ATTEMPTS};
+use engine::port::{Frame, IdleSupport, Port, VecFrame};
+use engine::stats::DropReason;
+use engine::time::{Clock, Duration, Instant};
+use engine::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
+use engine::wire::icmpv4::{Icmpv4Packet, Icmpv4Repr};
+use engine::wire::ipv4::{IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr};
+use engine::wire::{ChecksumCaps, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr};
+
+const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
+const PEER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
+const OUR_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 7, 1);
+const PEER_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 7, 2);
+
+/// A port backed by queues. `tx_room` limits how many frames each `send_burst` takes.
+struct MemPort {
+    rx: VecDeque<VecFrame>,
+    sent: Vec<VecFrame>,
+    tx_room: usize,
+    send_calls: usize,
+    /// Frames `alloc` may still hand out.
+    pool: usize,
+    idle: IdleSupport,
+    wait_result: bool,
+    waits: Vec<Duration>,
+}
+
+impl MemPort {
+    fn new() -> MemPort {
+        MemPort {
+            rx: VecDeque::new(),
+            sent: Vec::new(),
+            tx_room: usize::MAX,
+            send_calls: 0,
+            pool: 16,
+            idle: IdleSupport::PollOnly,
+            wait_result: true,
+            waits: Vec::new(),
+        }
+    }
+}
+
+impl Port for MemPort {
+    type Frame = VecFrame;
+
+    fn recv_burst(&mut self, out: &mut Vec<VecFrame>, max: usize) -> usize {
+        let n = max.min(self.rx.len());
+        out.extend(self.rx.drain(..n));
+        n
+    }
+
+    fn send_burst(&mut self, frames: &mut Vec<VecFrame>) -> usize {
+        self.send_calls += 1;
+        let n = self.tx_room.min(frames.len());
+        self.sent.extend(frames.drain(..n));
+        n
+    }
+
+    fn alloc(&mut self, len: usize) -> Option<VecFrame> {
+        self.pool = self.pool.checked_sub(1)?;
+        Some(VecFrame::new(len))
+    }
+
+    fn mac(&self) -> EthernetAddress {
+        OUR_MAC
+    }
+
+    fn mtu(&self) -> usize {
+        1500
+    }
+
+    fn idle_support(&self) -> IdleSupport {
+        self.idle
+    }
+
+    fn wait_rx(&mut self, timeout: Duration) -> bool {
+        self.waits.push(timeout);
+        self.wait_result
+    }
+}
+
+fn engine(port: MemPort) -> Engine<MemPort> {
+    let cidr = Ipv4Cidr::new(OUR_IP, 24).unwrap();
+    Engine::new(port, Interface::new(IfaceConfig::new(OUR_MAC, cidr)))
+}
+
+fn arp_request() -> VecFrame {
+    let mut frame = VecFrame::new(60);
+    let buf = frame.data_mut();
+    let eth = EthernetRepr {
+        src_addr: PEER_MAC,
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    };
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    let arp = ArpRepr {
+        operation: ArpOperation::Request,
+        source_hardware_addr: PEER_MAC,
+        source_protocol_addr: PEER_IP,
+        target_hardware_addr: EthernetAddress::UNSPECIFIED,
+        target_protocol_addr: OUR_IP,
+    };
+    arp.emit(&mut ArpPacket::new_unchecked(&mut buf[14..]));
+    frame
+}
+
+fn ipv4_frame(protocol: IpProtocol, payload: &[u8]) -> VecFrame {
+    let ip = Ipv4Repr {
+        src_addr: PEER_IP,
+        dst_addr: OUR_IP,
+        next_header: protocol,
+        payload_len: payload.len(),
+        hop_limit: 64,
+    };
+    let mut frame = VecFrame::new(14 + ip.buffer_len());
+    let buf = frame.data_mut();
+    let eth = EthernetRepr {
+        src_addr: PEER_MAC,
+        dst_addr: OUR_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    let mut packet = Ipv4Packet::new_unchecked(&mut buf[14..]);
+    ip.emit(&mut packet, &ChecksumCaps::default());
+    packet.payload_mut().copy_from_slice(payload);
+    frame
+}
+
+fn ping(seq_no: u16) -> VecFrame {
+    let icmp = Icmpv4Repr::EchoRequest {
+        ident: 9,
+        seq_no,
+        data: b"ping data",
+    };
+    let mut bytes = vec![0u8; icmp.buffer_len()];
+    icmp.emit(
+        &mut Icmpv4Packet::new_unchecked(&mut bytes[..]),
+        &ChecksumCaps::default(),
+    );
+    ipv4_frame(IpProtocol::Icmp, &bytes)
+}
+
+fn parse_echo_reply(frame: &VecFrame) -> (EthernetRepr, Ipv4Repr, u16) {
+    let data = frame.data();
+    let eth = EthernetRepr::parse(&EthernetFrame::new_checked(data).unwrap()).unwrap();
+    let packet = Ipv4Packet::new_checked(&data[14..]).unwrap();
+    let ip = Ipv4Repr::parse(&packet, &ChecksumCaps::default()).unwrap();
+    let icmp = Icmpv4Packet::new_checked(packet.payload()).unwrap();
+    match Icmpv4Repr::parse(&icmp, &ChecksumCaps::default()).unwrap() {
+        Icmpv4Repr::EchoReply {
+            ident: 9,
+            seq_no,
+            data: b"ping data",
+        } => (eth, ip, seq_no),
+        other => panic!("not our echo reply: {other:?}"),
+    }
+}
+
+#[test]
+fn ping_and_arp_are_answered_in_one_poll() {
+    let mut port = MemPort::new();
+    port.rx.push_back(arp_request());
+    port.rx.push_back(ping(1));
+    port.rx.push_back(VecFrame::from_bytes(&[0xff; 9])); // truncated Ethernet
+    port.rx.push_back(ipv4_frame(IpProtocol::Tcp, &[0u8; 20]));
+    let rx_bytes: usize = port.rx.iter().map(|f| f.data().len()).sum();
+    let mut engine = engine(port);
+
+    assert_eq!(engine.poll_once(Instant::from_millis(5)), 4);
+
+    let sent = &engine.port().sent;
+    assert_eq!(sent.len(), 2);
+    let arp = ArpRepr::parse(&ArpPacket::new_checked(&sent[0].data()[14..]).unwrap()).unwrap();
+    assert_eq!(sent[0].data().len(), 42);
+    assert_eq!(&sent[0].data()[..6], &PEER_MAC.0);
+    assert_eq!(arp.operation, ArpOperation::Reply);
+    assert_eq!(
+        (arp.source_hardware_addr, arp.source_protocol_addr),
+        (OUR_MAC, OUR_IP)
+    );
+    assert_eq!(
+        (arp.target_hardware_addr, arp.target_protocol_addr),
+        (PEER_MAC, PEER_IP)
+    );
+    let (eth, ip, seq_no) = parse_echo_reply(&sent[1]);
+    assert_eq!((eth.src_addr, eth.dst_addr), (OUR_MAC, PEER_MAC));
+    assert_eq!((ip.src_addr, ip.dst_addr), (OUR_IP, PEER_IP));
+    assert_eq!(seq_no, 1);
+
+    let c = engine.counters();
+    assert_eq!((c.rx_packets, c.rx_bytes), (4, rx_bytes as u64));
+    let tx_bytes: usize = sent.iter().map(|f| f.data().len()).sum();
+    assert_eq!((c.tx_packets, c.tx_bytes), (2, tx_bytes as u64));
+    assert_eq!((c.arp_replies_sent, c.icmp_echo_replies_sent), (1, 1));
+    assert_eq!(c.dropped(DropReason::EthTruncated), 1);
+    assert_eq!(c.dropped(DropReason::TcpNotHandled), 1);
+    assert_eq!(c.total_dropped(), 2);
+    assert_eq!(
+        engine.iface().arp_lookup(PEER_IP, Instant::from_millis(5)),
+        Some(PEER_MAC)
+    );
+
+    // Nothing left: an empty poll does nothing and sends nothing.
+    let calls = engine.port().send_calls;
+    assert_eq!(engine.poll_once(Instant::from_millis(6)), 0);
+    assert_eq!(engine.port().send_calls, calls);
+}
+
+#[test]
+fn polls_take_one_burst_at_a_time() {
+    let mut port = MemPort::new();
+    for seq in 0..(BURST_SIZE + 8) as u16 {
+        port.rx.push_back(ping(seq));
+    }
+    let mut engine = engine(port);
+    assert_eq!(engine.poll_once(Instant::ZERO), BURST_SIZE);
+    assert_eq!(engine.port().sent.len(), BURST_SIZE);
+    assert_eq!(engine.poll_once(Instant::ZERO), 8);
+    let seqs: Vec<u16> = engine
+        .port()
+        .sent
+        .iter()
+        .map(|f| parse_echo_reply(f).2)
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..(BURST_SIZE + 8) as u16).collect::<Vec<_>>(),
+        "order kept"
+    );
+    assert_eq!(engine.counters().tx_packets, (BURST_SIZE + 8) as u64);
+}
+
+#[test]
+fn full_tx_ring_drops_and_counts_without_hanging() {
+    let mut port = MemPort::new();
+    port.tx_room = 0;
+    for seq in 0..5 {
+        port.rx.push_back(ping(seq));
+    }
+    let mut engine = engine(port);
+    assert_eq!(engine.poll_once(Instant::ZERO), 5);
+    assert!(engine.port().sent.is_empty());
+    assert_eq!(engine.port().send_calls, TX_ATTEMPTS);
+    let c = engine.counters();
+    assert_eq!(c.dropped(DropReason::TxRingFull), 5);
+    assert_eq!((c.tx_packets, c.tx_bytes), (0, 0));
+    // The next poll starts with an empty tx burst.
+    engine.port_mut().tx_room = usize::MAX;
+    engine.port_mut().rx.push_back(ping(9));
+    assert_eq!(engine.poll_once(Instant::ZERO), 1);
+    assert_eq!(engine.port().sent.len(), 1);
+    assert_eq!(engine.counters().dropped(DropReason::TxRingFull), 5);
+}
+
+#[test]
+fn partial_sends_are_retried_a_bounded_number_of_times() {
+    let mut port = MemPort::new();
+    port.tx_room = 1;
+    for seq in 0..6 {
+        port.rx.push_back(ping(seq));
+    }
+    let mut engine = engine(port);
+    engine.poll_once(Instant::ZERO);
+    assert_eq!(engine.port().send_calls, TX_ATTEMPTS);
+    assert_eq!(engine.port().sent.len(), TX_ATTEMPTS);
+    let c = engine.counters();
+    assert_eq!(c.tx_packets, TX_ATTEMPTS as u64);
+    assert_eq!(c.dropped(DropReason::TxRingFull), 6 - TX_ATTEMPTS as u64);
+    let sent_bytes: usize = engine.port().sent.iter().map(|f| f.data().len()).sum();
+    assert_eq!(c.tx_bytes, sent_bytes as u64);
+}
+
+#[test]
+fn gratuitous_arp_and_requests_use_the_pool() {
+    let mut port = MemPort::new();
+    port.pool = 1;
+    let mut engine = engine(port);
+    assert!(engine.send_gratuitous_arp());
+    let sent = &engine.port().sent[0];
+    let arp = ArpRepr::parse(&ArpPacket::new_checked(&sent.data()[14..]).unwrap()).unwrap();
+    assert_eq!(
+        (arp.source_protocol_addr, arp.target_protocol_addr),
+        (OUR_IP, OUR_IP)
+    );
+    assert_eq!(&sent.data()[..6], &EthernetAddress::BROADCAST.0);
+    // The pool is now empty.
+    assert!(!engine.send_arp_request(PEER_IP));
+    assert_eq!(engine.counters().dropped(DropReason::NoBuffers), 1);
+    assert_eq!(engine.counters().tx_packets, 1);
+    // A full ring.
+    engine.port_mut().pool = 1;
+    engine.port_mut().tx_room = 0;
+    assert!(!engine.send_arp_request(PEER_IP));
+    assert_eq!(engine.counters().dropped(DropReason::TxRingFull), 1);
+}
+
+/// A clock that sets `stop` on its `limit`-th reading, so that `run` ends after a known
+/// number of polls without threads or wall-clock timing.
+struct StopAfter<'a> {
+    reads: Cell<u32>,
+    limit: u32,
+    stop: &'a AtomicBool,
+}
+
+impl Clock for StopAfter<'_> {
+    fn now(&self) -> Instant {
+        let n = self.reads.get() + 1;
+        self.reads.set(n);
+        if n >= self.limit {
+            self.stop.store(true, Ordering::Release);
+        }
+        Instant::from_micros(u64::from(n))
+    }
+}
+
+#[test]
+fn run_returns_when_stop_is_set_and_answers_meanwhile() {
+    for idle in [
+        IdleStrategy::Spin,
+        IdleStrategy::Sleep,
+        IdleStrategy::Interrupt,
+    ] {
+        let mut port = MemPort::new();
+        port.rx.push_back(ping(3));
+        let mut engine = engine(port);
+        let stop = AtomicBool::new(false);
+        let clock = StopAfter {
+            reads: Cell::new(0),
+            limit: 200,
+            stop: &stop,
+        };
+        engine.run(&clock, &stop, idle);
+        assert_eq!(
+            clock.reads.get(),
+            200,
+            "{idle}: one clock read per poll, stopped at the limit"
+        );
+        assert_eq!(engine.port().sent.len(), 1, "{idle}");
+        assert_eq!(parse_echo_reply(&engine.port().sent[0]).2, 3);
+    }
+}
+
+#[test]
+fn run_with_stop_already_set_does_not_poll() {
+    let mut port = MemPort::new();
+    port.rx.push_back(ping(1));
+    let mut engine = engine(port);
+    let stop = AtomicBool::new(true);
+    let clock = StopAfter {
+        reads: Cell::new(0),
+        limit: u32::MAX,
+        stop: &stop,
+    };
+    engine.run(&clock, &stop, IdleStrategy::Spin);
+    assert_eq!(clock.reads.get(), 0);
+    assert_eq!(engine.port().rx.len(), 1);
+}
+
+#[test]
+fn interrupt_idling_waits_on_capable_ports() {
+    let mut port = MemPort::new();
+    port.idle = IdleSupport::Interrupt;
+    let mut engine = engine(port);
+    assert_eq!(
+        engine.effective_idle(IdleStrategy::Interrupt),
+        IdleStrategy::Interrupt
+    );
+    let stop = AtomicBool::new(false);
+    let clock = StopAfter {
+        reads: Cell::new(0),
+        limit: 100,
+        stop: &stop,
+    };
+    engine.run(&clock, &stop, IdleStrategy::Interrupt);
+    let waits = &engine.port().waits;
+    assert!(!waits.is_empty());
+    assert!(waits.len() < 100, "no wait before the empty-poll threshold");
+    assert!(waits.iter().all(|&t| t == INTERRUPT_WAIT));
+    assert!(!engine.interrupt_fell_back());
+}
+
+#[test]
+fn interrupt_falls_back_to_sleep_on_poll_only_ports() {
+    let mut engine = engine(MemPort::new());
+    assert_eq!(
+        engine.effective_idle(IdleStrategy::Interrupt),
+        IdleStrategy::Sleep
+    );
+    assert_eq!(
+        engine.effective_idle(IdleStrategy::Spin),
+        IdleStrategy::Spin
+    );
+    let stop = AtomicBool::new(false);
+    let clock = StopAfter {
+        reads: Cell::new(0),
+        limit: 100,
+        stop: &stop,
+    };
+    engine.run(&clock, &stop, IdleStrategy::Interrupt);
+    assert!(engine.interrupt_fell_back());
+    assert!(
+        engine.port().waits.is_empty(),
+        "wait_rx is only called on Interrupt ports"
+    );
+}
+
+#[test]
+fn failed_wait_falls_back_once() {
+    let mut port = MemPort::new();
+    port.idle = IdleSupport::Interrupt;
+    port.wait_result = false;
+    let mut engine = engine(port);
+    let stop = AtomicBool::new(false);
+    let clock = StopAfter {
+        reads: Cell::new(0),
+        limit: 150,
+        stop: &stop,
+    };
+    engine.run(&clock, &stop, IdleStrategy::Interrupt);
+    assert!(engine.interrupt_fell_back());
+    assert_eq!(
+        engine.port().waits.len(),
+        1,
+        "after one failure the loop sleeps instead"
+    );
+}
+
+#[test]
+fn spin_and_sleep_do_not_fall_back() {
+    for idle in [IdleStrategy::Spin, IdleStrategy::Sleep] {
+        let mut port = MemPort::new();
+        port.idle = IdleSupport::Interrupt;
+        let mut engine = engine(port);
+        let stop = AtomicBool::new(false);
+        let clock = StopAfter {
+            reads: Cell::new(0),
+            limit: 100,
+            stop: &stop,
+        };
+        engine.run(&clock, &stop, idle);
+        assert!(!engine.interrupt_fell_back(), "{idle}");
+        assert!(engine.port().waits.is_empty(), "{idle}");
+    }
+}
