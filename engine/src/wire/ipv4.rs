@@ -335,10 +335,7 @@ impl Ipv4Repr {
     /// Reads a header. Fails with `Truncated`/`Malformed` as [`Ipv4Packet::check_len`],
     /// `Checksum` if the header checksum is wrong and software must verify it
     /// (`caps.ipv4.verify_rx()`), and `Unsupported` for options or any fragment.
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(
-        packet: &Ipv4Packet<&T>,
-        caps: &ChecksumCaps,
-    ) -> Result<Ipv4Repr> {
+    pub fn parse<T: AsRef<[u8]>>(packet: &Ipv4Packet<T>, caps: &ChecksumCaps) -> Result<Ipv4Repr> {
         packet.check_len()?;
         // The checksum first: a corrupted header says nothing reliable about options.
         if caps.ipv4.verify_rx() && !packet.verify_checksum() {
@@ -611,10 +608,16 @@ mod tests {
         // IHL 15 (60 bytes) in a 24-byte buffer.
         let mut ihl15 = PACKET_BYTES;
         ihl15[0] = 0x4f;
-        assert_eq!(Ipv4Packet::new_checked(&ihl15[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&ihl15[..]).unwrap_err(),
+            Error::Truncated
+        );
         // Total length 25 in a 24-byte buffer.
         let long_total = with(|p| p.set_total_len(25));
-        assert_eq!(Ipv4Packet::new_checked(&long_total[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&long_total[..]).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]
