@@ -1,0 +1,118 @@
+//! Congestion control behind one trait, dispatched by an enum so that the state is a plain
+//! movable value (captured and restored with the connection; no trait objects).
+//!
+//! Owns cwnd and ssthresh and how they evolve on acknowledgments, congestion events and
+//! timeouts. It does not decide what to retransmit (that is loss recovery, in the
+//! connection) and reads no clock: `now` is an argument.
+mod cubic;
+mod newreno;
+
+pub use cubic::Cubic;
+pub use newreno::NewReno;
+
+use super::config::CongestionAlgorithm;
+use crate::time::{Duration, Instant};
+
+/// RFC 6928 initial window: min(10*MSS, max(2*MSS, 14600)).
+pub fn initial_window(mss: u32) -> u32 {
+    (10 * mss).min((2 * mss).max(14_600))
+}
+
+/// What every algorithm implements. Sizes are in bytes.
+pub trait CongestionControl {
+    fn cwnd(&self) -> u32;
+    fn ssthresh(&self) -> u32;
+    /// Loss recovery adjusts cwnd directly (NewReno inflation and deflation, RFC 6582).
+    fn set_cwnd(&mut self, cwnd: u32);
+    /// `acked` new bytes were acknowledged outside loss recovery.
+    fn on_ack(&mut self, now: Instant, acked: u32, mss: u32, srtt: Option<Duration>);
+    /// Loss detected by duplicate ACKs or SACK: set ssthresh and cwnd for recovery
+    /// (RFC 5681 §3.2 step 2, RFC 9438 §4.6).
+    fn on_congestion_event(&mut self, now: Instant, flight_size: u32, mss: u32);
+    /// The retransmission timer expired (RFC 5681 §3.1 eq. 4, RFC 9438 §4.8).
+    fn on_retransmit_timeout(&mut self, now: Instant, flight_size: u32, mss: u32);
+    /// Fast recovery ended with a full acknowledgment.
+    fn on_recovery_exit(&mut self, now: Instant, mss: u32);
+}
+
+/// The algorithm in use, as a value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Congestion {
+    NewReno(NewReno),
+    Cubic(Cubic),
+}
+
+impl Congestion {
+    pub fn new(algorithm: CongestionAlgorithm, mss: u32) -> Self {
+        match algorithm {
+            CongestionAlgorithm::NewReno => Congestion::NewReno(NewReno::new(mss)),
+            CongestionAlgorithm::Cubic => Congestion::Cubic(Cubic::new(mss)),
+        }
+    }
+
+    pub fn algorithm(&self) -> CongestionAlgorithm {
+        match self {
+            Congestion::NewReno(_) => CongestionAlgorithm::NewReno,
+            Congestion::Cubic(_) => CongestionAlgorithm::Cubic,
+        }
+    }
+
+    fn inner(&self) -> &dyn CongestionControl {
+        match self {
+            Congestion::NewReno(c) => c,
+            Congestion::Cubic(c) => c,
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut dyn CongestionControl {
+        match self {
+            Congestion::NewReno(c) => c,
+            Congestion::Cubic(c) => c,
+        }
+    }
+}
+
+impl CongestionControl for Congestion {
+    fn cwnd(&self) -> u32 {
+        self.inner().cwnd()
+    }
+    fn ssthresh(&self) -> u32 {
+        self.inner().ssthresh()
+    }
+    fn set_cwnd(&mut self, cwnd: u32) {
+        self.inner_mut().set_cwnd(cwnd)
+    }
+    fn on_ack(&mut self, now: Instant, acked: u32, mss: u32, srtt: Option<Duration>) {
+        self.inner_mut().on_ack(now, acked, mss, srtt)
+    }
+    fn on_congestion_event(&mut self, now: Instant, flight_size: u32, mss: u32) {
+        self.inner_mut().on_congestion_event(now, flight_size, mss)
+    }
+    fn on_retransmit_timeout(&mut self, now: Instant, flight_size: u32, mss: u32) {
+        self.inner_mut().on_retransmit_timeout(now, flight_size, mss)
+    }
+    fn on_recovery_exit(&mut self, now: Instant, mss: u32) {
+        self.inner_mut().on_recovery_exit(now, mss)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6928_initial_window() {
+        assert_eq!(initial_window(1460), 14_600);
+        assert_eq!(initial_window(536), 5_360);
+        assert_eq!(initial_window(8960), 17_920);
+    }
+
+    #[test]
+    fn enum_dispatch_selects_algorithm() {
+        let c = Congestion::new(CongestionAlgorithm::NewReno, 1000);
+        assert_eq!(c.algorithm(), CongestionAlgorithm::NewReno);
+        let c = Congestion::new(CongestionAlgorithm::Cubic, 1000);
+        assert_eq!(c.algorithm(), CongestionAlgorithm::Cubic);
+        assert_eq!(c.cwnd(), 10_000);
+    }
+}
