@@ -1,9 +1,14 @@
 //! A poll loop on a `SimPort`, inside a `PortHost`, on the simulated wire.
 mod sim_support;
 
+use std::net::Ipv4Addr;
+
+use engine::iface::{IfaceConfig, Interface};
+use engine::poll::Engine;
 use engine::port::{Frame, Port, VecFrame};
-use engine::sim::{Faults, Host, Network, PortHost, SimPort};
+use engine::sim::{Faults, Host, Network, PortDriver, PortHost, SimPort};
 use engine::time::{Duration, Instant};
+use engine::wire::ipv4::Ipv4Cidr;
 use engine::wire::EthernetAddress;
 use sim_support::{mac, Toy};
 
@@ -43,10 +48,10 @@ impl Reflector {
     }
 }
 
-fn reflector_host() -> PortHost<impl FnMut(Instant, &mut SimPort) -> Option<Instant>> {
+fn reflector_host() -> PortHost<impl PortDriver> {
     let port = SimPort::new(EthernetAddress(mac(2)), 1500);
     let mut reflector = Reflector::default();
-    PortHost::new(port, move |now, port: &mut SimPort| {
+    PortHost::from_fn(port, move |now, port: &mut SimPort| {
         reflector.poll(now, port)
     })
 }
@@ -102,7 +107,7 @@ fn a_shallow_receive_queue_drops_and_counts() {
         .unwrap();
     let port = SimPort::new(EthernetAddress(mac(2)), 1500).with_depths(10, 1024);
     let mut reflector = Reflector::default();
-    let host = PortHost::new(port, move |now, p: &mut SimPort| reflector.poll(now, p));
+    let host = PortHost::from_fn(port, move |now, p: &mut SimPort| reflector.poll(now, p));
     let refl = net.add_host(PortOrToy::Port(Box::new(host))).unwrap();
     net.run_for(Duration::from_millis(10)).unwrap();
     let PortOrToy::Port(host) = net.host(refl).unwrap() else {
@@ -121,7 +126,7 @@ fn an_exhausted_pool_is_seen_by_the_loop() {
     let mut port = SimPort::new(EthernetAddress(mac(2)), 1500);
     port.set_alloc_budget(Some(5));
     let mut reflector = Reflector::default();
-    let mut host = PortHost::new(port, move |now, p: &mut SimPort| {
+    let mut host = PortHost::from_fn(port, move |now, p: &mut SimPort| {
         reflector.poll(now, p);
         // Report through the deadline: a test-only trick to read the counter back.
         Some(Instant::from_nanos(reflector.no_buffer))
@@ -141,6 +146,38 @@ fn an_exhausted_pool_is_seen_by_the_loop() {
     assert_eq!(host.port().stats().alloc_failed, 3);
 }
 
+fn engine_host(n: u8) -> PortHost<Engine<SimPort>> {
+    let mac = EthernetAddress(mac(n));
+    let cidr = Ipv4Cidr::new(Ipv4Addr::new(192, 168, 7, n), 24).unwrap();
+    let iface = Interface::new(IfaceConfig::new(mac, cidr));
+    PortHost::new(Engine::new(SimPort::new(mac, 1500), iface))
+}
+
+#[test]
+fn the_real_poll_loop_resolves_arp_over_a_delayed_wire() {
+    let mut net: Network<PortHost<Engine<SimPort>>> = Network::new(7);
+    net.set_faults(Faults::none().with_delay(Duration::from_millis(3), Duration::ZERO))
+        .unwrap();
+    let a = net.add_host(engine_host(1)).unwrap();
+    let b = net.add_host(engine_host(2)).unwrap();
+    let b_ip = Ipv4Addr::new(192, 168, 7, 2);
+    let engine_a = net.host_mut(a).unwrap().driver_mut();
+    assert!(engine_a.send_arp_request(b_ip));
+    net.run_until(
+        |n| n.stats().in_flight == 0 && n.stats().transmitted == 2,
+        Instant::from_millis(1_000),
+    )
+    .unwrap();
+    // Request out, reply back: two one-way delays.
+    assert_eq!(net.now(), Instant::from_millis(6));
+    let engine_a = net.host(a).unwrap().driver();
+    assert_eq!(
+        engine_a.iface().arp_lookup(b_ip, net.now()),
+        Some(EthernetAddress(mac(2)))
+    );
+    assert_eq!(net.host(b).unwrap().driver().counters().arp_replies_sent, 1);
+}
+
 /// Two host types on one network without boxing both.
 enum PortOrToy {
     Toy(Toy),
@@ -151,7 +188,7 @@ trait HostDebug: Host {
     fn port(&self) -> &SimPort;
 }
 
-impl<F: FnMut(Instant, &mut SimPort) -> Option<Instant>> HostDebug for PortHost<F> {
+impl<D: PortDriver> HostDebug for PortHost<D> {
     fn port(&self) -> &SimPort {
         PortHost::port(self)
     }

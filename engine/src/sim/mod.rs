@@ -50,7 +50,7 @@ pub use faults::{FaultError, Faults};
 pub use link::LinkStats;
 pub use network::{CaptureMode, Network, NetworkStats};
 pub use pcap::Resolution;
-pub use port::{PortDriver, PortHost, SimPort, SimPortStats};
+pub use port::{FnDriver, PortDriver, PortHost, SimPort, SimPortStats};
 pub use rng::{splitmix64, SimRng};
 
 use crate::time::Instant;

@@ -138,43 +138,69 @@ impl Port for SimPort {
     }
 }
 
-/// Drives a [`SimPort`]: one iteration of a poll loop. Returns when it next wants to run
-/// (`None`: only when a frame arrives). Closures of that shape implement it.
+/// Something that owns a [`SimPort`] and runs a poll loop over it: the real
+/// [`crate::poll::Engine`] over a `SimPort`, or a closure with its port ([`FnDriver`]).
 pub trait PortDriver {
-    fn poll(&mut self, now: Instant, port: &mut SimPort) -> Option<Instant>;
+    fn port(&self) -> &SimPort;
+    fn port_mut(&mut self) -> &mut SimPort;
+    /// Runs one iteration of the loop at `now`. Returns when it next wants to run
+    /// (`None`: only when a frame arrives).
+    fn poll(&mut self, now: Instant) -> Option<Instant>;
 }
 
-impl<F: FnMut(Instant, &mut SimPort) -> Option<Instant>> PortDriver for F {
-    fn poll(&mut self, now: Instant, port: &mut SimPort) -> Option<Instant> {
-        self(now, port)
+/// The engine's poll loop on the simulated wire. It has no timers of its own yet, so it
+/// runs only when frames arrive.
+impl PortDriver for crate::poll::Engine<SimPort> {
+    fn port(&self) -> &SimPort {
+        crate::poll::Engine::port(self)
+    }
+    fn port_mut(&mut self) -> &mut SimPort {
+        crate::poll::Engine::port_mut(self)
+    }
+    fn poll(&mut self, now: Instant) -> Option<Instant> {
+        self.poll_once(now);
+        None
     }
 }
 
-/// A [`Host`] made of a [`SimPort`] and a [`PortDriver`]: received frames go to the port's
-/// receive queue, the driver runs at every transmit opportunity and whenever its own
-/// deadline comes, and what it sent leaves through the port's transmit queue.
+/// A port and a closure that polls it: the simplest [`PortDriver`].
+#[derive(Debug, Clone)]
+pub struct FnDriver<F> {
+    pub port: SimPort,
+    pub poll: F,
+}
+
+impl<F: FnMut(Instant, &mut SimPort) -> Option<Instant>> PortDriver for FnDriver<F> {
+    fn port(&self) -> &SimPort {
+        &self.port
+    }
+    fn port_mut(&mut self) -> &mut SimPort {
+        &mut self.port
+    }
+    fn poll(&mut self, now: Instant) -> Option<Instant> {
+        (self.poll)(now, &mut self.port)
+    }
+}
+
+/// A [`Host`] made of a [`PortDriver`]: received frames go to its port's receive queue,
+/// the driver runs at every transmit opportunity and whenever its own deadline comes, and
+/// what it sent leaves through the port's transmit queue.
 #[derive(Debug, Clone)]
 pub struct PortHost<D> {
-    port: SimPort,
     driver: D,
     wake_at: Option<Instant>,
 }
 
 impl<D: PortDriver> PortHost<D> {
-    pub fn new(port: SimPort, driver: D) -> Self {
+    pub fn new(driver: D) -> Self {
         PortHost {
-            port,
             driver,
             wake_at: None,
         }
     }
 
     pub fn port(&self) -> &SimPort {
-        &self.port
-    }
-
-    pub fn port_mut(&mut self) -> &mut SimPort {
-        &mut self.port
+        self.driver.port()
     }
 
     pub fn driver(&self) -> &D {
@@ -184,33 +210,44 @@ impl<D: PortDriver> PortHost<D> {
     pub fn driver_mut(&mut self) -> &mut D {
         &mut self.driver
     }
+
+    pub fn into_driver(self) -> D {
+        self.driver
+    }
+}
+
+impl<F: FnMut(Instant, &mut SimPort) -> Option<Instant>> PortHost<FnDriver<F>> {
+    /// A host that runs `poll` over `port`.
+    pub fn from_fn(port: SimPort, poll: F) -> Self {
+        PortHost::new(FnDriver { port, poll })
+    }
 }
 
 impl<D: PortDriver> Host for PortHost<D> {
     fn mac(&self) -> [u8; 6] {
-        self.port.mac.0
+        self.driver.port().mac.0
     }
 
     fn receive(&mut self, _now: Instant, frame: &[u8]) {
-        self.port.push_rx(frame);
+        self.driver.port_mut().push_rx(frame);
     }
 
     fn transmit(&mut self, now: Instant, out: &mut dyn FnMut(&[u8])) {
-        self.wake_at = self.driver.poll(now, &mut self.port);
-        self.port.drain_tx(out);
+        self.wake_at = self.driver.poll(now);
+        self.driver.port_mut().drain_tx(out);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         // Frames the driver left in the receive queue (it reads in bursts) need another
         // run at once: an instant in the past means "now".
-        if self.port.rx_pending() > 0 {
+        if self.driver.port().rx_pending() > 0 {
             return Some(Instant::ZERO);
         }
         self.wake_at
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        self.wake_at = self.driver.poll(now, &mut self.port);
+        self.wake_at = self.driver.poll(now);
     }
 }
 
