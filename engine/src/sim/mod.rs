@@ -100,7 +100,13 @@ impl<H: Host + ?Sized> Host for Box<H> {
 pub struct HostId(usize);
 
 impl HostId {
-    pub fn index(self) -> usize {
+    /// The id of the `index`-th host added (from 0). Methods given an id the network does
+    /// not have return `None` or [`SimError::UnknownHost`].
+    pub const fn from_index(index: usize) -> Self {
+        HostId(index)
+    }
+
+    pub const fn index(self) -> usize {
         self.0
     }
 }
