@@ -100,7 +100,7 @@ pub struct ServeArgs {
 }
 
 fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
-    s.parse::<Ipv4Cidr>().map_err(|e| format!("{e} (expected ADDR/PREFIX, e.g. 10.10.0.2/24)"))
+    s.parse::<Ipv4Cidr>().map_err(|e| e.to_string())
 }
 
 fn parse_name(s: &str) -> Result<String, String> {

@@ -1,6 +1,6 @@
 //! `migratory serve`: brings up EAL, one port and the engine's poll loop, and stops
 //! cleanly on SIGINT or SIGTERM.
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use dpdk_sys::{Eal, EalArgs, Mempool, Port, PortConfig};

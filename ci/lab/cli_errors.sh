@@ -3,14 +3,14 @@
 set -uo pipefail
 source "$(dirname "$0")/../lib/lab.sh"
 lab_init
-lab_host a >/dev/null || exit 1
+lab_host a || exit 1
 fails=0
 
-# expect_usage DESCRIPTION PATTERN CMD...
+# expect_usage DESCRIPTION PATTERN CMD... (an engine that starts anyway is killed after 20 s)
 expect_usage() {
   local what=$1 pattern=$2; shift 2
   local err rc
-  err=$("$@" 2>&1 >/dev/null); rc=$?
+  err=$(timeout 20 "$@" 2>&1 >/dev/null); rc=$?
   local lines; lines=$(printf '%s\n' "$err" | grep -v '^EAL: \|^TELEMETRY: \|^$' | wc -l)
   if [ "$rc" -eq 2 ] && [ "$lines" -eq 1 ] && printf '%s' "$err" | grep -q -- "$pattern"; then
     echo "ok: $what -> exit 2: $(printf '%s\n' "$err" | grep -v '^EAL: \|^TELEMETRY: ')"
@@ -27,12 +27,12 @@ expect_usage "bad prefix" "10.0.0.2/40" "$bin" serve --ip 10.0.0.2/40 -- "${eal[
 expect_usage "missing prefix" "10.0.0.2" "$bin" serve --ip 10.0.0.2 -- "${eal[@]}"
 expect_usage "bad idle mode" "nap" "$bin" serve --ip 10.0.0.2/24 --idle nap -- "${eal[@]}"
 expect_usage "unknown subcommand" "fly" "$bin" fly
-expect_usage "no port found" "no DPDK port found" lab_exec a "$bin" serve --ip 10.0.0.2/24 --name noport$$ -- "${eal[@]}" --file-prefix=mg-noport-$$
+expect_usage "no port found" "no DPDK port found" ip netns exec "${LAB_NS[a]}" "$bin" serve --ip 10.0.0.2/24 --name noport$$ -- "${eal[@]}" --file-prefix=mg-noport-$$
 
 # A tap name already in use in the namespace.
 busy="mgbusy$((LAB_ID % 100000))"
-lab_exec a ip link add "$busy" type dummy
-expect_usage "tap name in use" "already exists" lab_exec a "$bin" serve --ip 10.0.0.2/24 --name busy$$ -- "${eal[@]}" --file-prefix=mg-busy-$$ "--vdev=net_tap0,iface=$busy"
+lab_exec a ip tuntap add dev "$busy" mode tap || { echo "FAIL: cannot create tap $busy"; exit 1; }
+expect_usage "tap name in use" "already exists" ip netns exec "${LAB_NS[a]}" "$bin" serve --ip 10.0.0.2/24 --name busy$$ -- "${eal[@]}" --file-prefix=mg-busy-$$ "--vdev=net_tap0,iface=$busy"
 expect_usage "no-huge with in-memory" "cannot be combined" "$bin" serve --ip 10.0.0.2/24 -- -l 0 --no-huge --in-memory
 rm -rf /var/run/dpdk/mg-noport-$$ /var/run/dpdk/mg-busy-$$
 

@@ -5,7 +5,7 @@ set -uo pipefail
 source "$(dirname "$0")/../lib/lab.sh"
 lab_init
 
-lab_host a >/dev/null || exit 1
+lab_host a || exit 1
 lab_engine a 10.77.0.2/24 --idle interrupt || exit 1
 eip=$(lab_engine_ip a)
 emac=$(sed -n 's/^migratory: engine .* mac \([0-9a-f:]*\) .*/\1/p' "${LAB_LOG[a]}")
@@ -19,7 +19,7 @@ neigh=$(lab_exec a ip neigh show "$eip")
 echo "kernel neighbour entry: $neigh"
 echo "$neigh" | grep -qi "lladdr $emac" || { echo "FAIL: kernel ARP entry is not the engine's MAC $emac"; exit 1; }
 
-rc=$(lab_stop_engine a)
+lab_stop_engine a; rc=$LAB_RC
 log=$(lab_engine_log a)
 [ "$rc" = 0 ] || { echo "FAIL: engine exited with $rc"; echo "$log"; exit 1; }
 echo "$log" | grep -q "icmp_echo_replies_sent: 10$" || { echo "FAIL: engine did not count 10 echo replies"; echo "$log"; exit 1; }

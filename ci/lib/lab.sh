@@ -7,20 +7,21 @@
 # when a test fails.
 #
 #   lab_init                       set up traps and a work dir ($LAB_DIR)
-#   lab_host NAME                  create namespace $LAB_NS_<NAME>; prints its name
+#   lab_host NAME                  create namespace ${LAB_NS[NAME]}
 #   lab_engine NAME IP/PFX [ARGS]  start `migratory serve` in host NAME on a fresh tap,
 #                                  wait for the tap, give the kernel side .1 of the subnet
 #   lab_kernel_ip NAME             the kernel's address in host NAME
 #   lab_exec NAME CMD...           run a command in host NAME's namespace
 #   lab_engine_log NAME            the engine's output so far
-#   lab_stop_engine NAME           SIGTERM the engine, wait, print its exit code
+#   lab_stop_engine NAME           SIGTERM the engine, wait; its exit code in $LAB_RC
 #   lab_cleanup                    stop every engine, delete every namespace
 
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${MIGRATORY_BIN:=$LAB_ROOT/target/debug/migratory}"
 LAB_ID="$$"
-declare -gA LAB_NS LAB_TAP LAB_PID LAB_KIP LAB_EIP LAB_LOG
+declare -gA LAB_NS=() LAB_TAP=() LAB_PID=() LAB_KIP=() LAB_EIP=() LAB_LOG=()
 LAB_HOSTS=()
+LAB_ENGINES=0
 
 lab_fail() { echo "lab: $*" >&2; return 1; }
 
@@ -33,14 +34,14 @@ lab_init() {
   trap 'exit 130' INT TERM
 }
 
+# Creates host NAME (a namespace, $LAB_NS[NAME]). Not in a subshell: it records state.
 lab_host() {
   local name=$1
   local ns="mg-$name-$LAB_ID"
-  ip netns add "$ns" || lab_fail "cannot create namespace $ns" || return 1
+  ip netns add "$ns" || { lab_fail "cannot create namespace $ns"; return 1; }
   ip -n "$ns" link set lo up
   LAB_NS[$name]=$ns
   LAB_HOSTS+=("$name")
-  echo "$ns"
 }
 
 lab_exec() {
@@ -55,10 +56,10 @@ lab_engine_log() { cat "${LAB_LOG[$1]}" 2>/dev/null; }
 # lab_engine NAME IP/PREFIX [serve args...] [-- extra EAL args]
 lab_engine() {
   local name=$1 cidr=$2; shift 2
-  local ns=${LAB_NS[$name]}
+  local ns=${LAB_NS[$name]:-}
   [ -n "$ns" ] || { lab_fail "no host $name"; return 1; }
-  local n=${#LAB_TAP[@]}
-  local tap="mgt$((LAB_ID % 100000))$n"
+  local tap="mgt$((LAB_ID % 100000))x$LAB_ENGINES"
+  LAB_ENGINES=$((LAB_ENGINES + 1))
   tap=${tap:0:15}
   local ip=${cidr%/*} pfx=${cidr#*/}
   # The kernel side takes .1 of the engine's subnet (the engine must not use .1).
@@ -96,10 +97,12 @@ lab_engine() {
   ip -n "$ns" link set "$tap" up || { lab_fail "cannot bring $tap up"; return 1; }
 }
 
-# Stops the engine with SIGTERM; prints its exit code (124 if it had to be killed).
+# Stops the engine with SIGTERM and sets LAB_RC to its exit code (124 if it had to be
+# killed). Call it directly, not in $(...): only this shell can wait for the engine.
 lab_stop_engine() {
-  local name=$1 pid=${LAB_PID[$1]}
-  [ -n "$pid" ] || { echo 0; return 0; }
+  local name=$1 pid=${LAB_PID[$1]:-}
+  LAB_RC=0
+  [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null
   local i
   for i in $(seq 1 100); do
@@ -108,19 +111,18 @@ lab_stop_engine() {
   done
   if kill -0 "$pid" 2>/dev/null; then
     kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-    unset "LAB_PID[$name]"
-    echo 124; return 0
+    LAB_RC=124
+  else
+    wait "$pid" 2>/dev/null || LAB_RC=$?
   fi
-  local rc=0
-  wait "$pid" 2>/dev/null || rc=$?
   unset "LAB_PID[$name]"
-  echo "$rc"
+  return 0
 }
 
 lab_cleanup() {
   local name
   for name in "${!LAB_PID[@]}"; do
-    lab_stop_engine "$name" >/dev/null
+    lab_stop_engine "$name"
   done
   for name in "${LAB_HOSTS[@]}"; do
     ip netns del "${LAB_NS[$name]}" 2>/dev/null

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Sends malformed frames to the engine over a packet socket on the kernel side of its tap.
+
+usage: badframes.py IFACE ENGINE_MAC ENGINE_IP KERNEL_IP
+Prints one line per frame kind sent. The engine must drop and count each, and keep going.
+"""
+import socket
+import struct
+import sys
+
+
+def csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def ipv4(src, dst, payload, proto=1, ihl=5, flags_frag=0x4000, total=None, bad_csum=False, options=b""):
+    total = total if total is not None else 4 * ihl + len(payload)
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total, 0x1234, flags_frag, 64, proto, 0,
+                      socket.inet_aton(src), socket.inet_aton(dst)) + options
+    c = csum(hdr)
+    if bad_csum:
+        c ^= 0x5A5A
+    hdr = hdr[:10] + struct.pack("!H", c) + hdr[12:]
+    return hdr + payload
+
+
+def echo(ident=7, seq=1, data=b"migratory", bad=False):
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + data
+    c = csum(body) ^ (0x0F0F if bad else 0)
+    return body[:2] + struct.pack("!H", c) + body[4:]
+
+
+def main():
+    iface, emac, eip, kip = sys.argv[1:5]
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    my_mac = s.getsockname()[4]
+    dst = bytes.fromhex(emac.replace(":", ""))
+
+    def eth(payload, ethertype=0x0800):
+        return dst + my_mac + struct.pack("!H", ethertype) + payload
+
+    frames = {
+        "ipv4_truncated": eth(ipv4(kip, eip, echo())[:12]),
+        "ipv4_bad_checksum": eth(ipv4(kip, eip, echo(), bad_csum=True)),
+        "icmp_bad_checksum": eth(ipv4(kip, eip, echo(bad=True))),
+        "ipv4_total_len_past_frame": eth(ipv4(kip, eip, echo(), total=1400)),
+        "ipv4_options": eth(ipv4(kip, eip, echo(), ihl=6, options=b"\x01\x01\x01\x00")),
+        "ipv4_fragment": eth(ipv4(kip, eip, echo(), flags_frag=0x2000)),
+        "unknown_ethertype": eth(b"\x00" * 46, ethertype=0x88B5),
+        "arp_truncated": eth(b"\x00\x01\x08\x00\x06\x04", ethertype=0x0806),
+        "ip_protocol_udp": eth(ipv4(kip, eip, b"\x00" * 16, proto=17)),
+    }
+    for name, frame in frames.items():
+        s.send(frame)  # unpadded: a tap carries short frames as they are
+        print(f"sent {name} ({len(frame)} bytes)")
+
+
+if __name__ == "__main__":
+    main()
