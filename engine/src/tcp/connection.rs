@@ -151,6 +151,9 @@ pub struct Connection {
     pub(super) last_ack_sent: SeqNumber,
     /// In-order bytes received since the last ACK we sent.
     pub(super) rcv_unacked: u32,
+    /// Duplicate ACKs owed: one per out-of-order segment since RCV.NXT last moved
+    /// (RFC 5681 §4.2), so a burst processed at once still yields one each.
+    pub(super) dupacks_owed: u8,
     /// Where the peer's FIN sits if it arrived before a gap was filled.
     pub(super) peer_fin_seq: Option<SeqNumber>,
 
@@ -222,6 +225,7 @@ impl Connection {
             rcv_adv: SeqNumber(0),
             last_ack_sent: SeqNumber(0),
             rcv_unacked: 0,
+            dupacks_owed: 0,
             peer_fin_seq: None,
             ts_recent: 0,
             ts_recent_at: now,
@@ -606,6 +610,7 @@ impl Connection {
         self.assembler.clear();
         self.scoreboard.clear();
         self.flags.clear(Flags::ACK_NOW | Flags::PROBE | Flags::REXMIT_HEAD);
+        self.dupacks_owed = 0;
         self.set_state(State::Closed);
     }
 

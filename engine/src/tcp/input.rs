@@ -422,6 +422,7 @@ impl Connection {
             }
             self.rcv_nxt = after;
             let delivered = self.rcv_nxt.distance_from(before);
+            self.dupacks_owed = 0;
             self.rcv_unacked = self.rcv_unacked.saturating_add(delivered);
             if !read_closed && delivered > 0 {
                 self.events.insert(Events::READABLE);
@@ -441,7 +442,7 @@ impl Connection {
                 let offset = self.recv.len() + seq.distance_from(self.rcv_nxt) as usize;
                 self.recv.write_at(offset, text, cap);
             }
-            self.flags.set(Flags::ACK_NOW);
+            self.dupacks_owed = self.dupacks_owed.saturating_add(1);
         }
     }
 
@@ -655,7 +656,10 @@ impl Connection {
         let cap = self.params.recv_buffer;
         let free = cap.saturating_sub(self.recv.len() as u32);
         let offered = self.rcv_adv.distance_from(self.rcv_nxt);
-        let threshold = (cap / 2).min(2 * u32::from(self.rcv_mss));
-        free >= offered.saturating_add(threshold.max(1))
+        let threshold = (cap / 2).min(2 * u32::from(self.rcv_mss)).max(1);
+        // Only when the peer is actually constrained: the offered window is less than
+        // half of what could be offered now (a bulk receiver keeping up sends no extra
+        // ACKs), and the increase is worth a segment (RFC 9293 §3.8.6.2.2).
+        free >= offered.saturating_add(threshold) && offered < free / 2
     }
 }

@@ -109,6 +109,7 @@ impl Connection {
             State::SynSent | State::SynReceived => {
                 // Nothing but the SYN goes out before the handshake completes.
                 self.flags.clear(Flags::ACK_NOW | Flags::PROBE);
+                self.dupacks_owed = 0;
                 if self.snd_nxt != self.iss {
                     return None;
                 }
@@ -125,7 +126,8 @@ impl Connection {
             let window = self.prepare_ack(now);
             return Some(self.control_plan(self.snd_una - 1, window));
         }
-        if self.flags.has(Flags::ACK_NOW) {
+        if self.flags.has(Flags::ACK_NOW) || self.dupacks_owed > 0 {
+            self.dupacks_owed = self.dupacks_owed.saturating_sub(1);
             let window = self.prepare_ack(now);
             // SND.MAX rather than a rewound SND.NXT so the peer finds it in its window.
             return Some(self.control_plan(self.snd_max, window));

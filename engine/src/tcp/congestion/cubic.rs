@@ -3,7 +3,7 @@
 //!
 //! Owns cwnd, ssthresh and the epoch state. Window arithmetic is done in segments as
 //! `f64` (as the RFC writes it) and exposed in bytes. Time comes in as `now`.
-use super::{initial_window, CongestionControl};
+use super::{initial_window, slow_start_increase, CongestionControl};
 use crate::time::{Duration, Instant};
 
 /// RFC 9438 §4.5: β_cubic.
@@ -100,8 +100,9 @@ impl CongestionControl for Cubic {
     fn on_ack(&mut self, now: Instant, acked: u32, mss: u32, srtt: Option<Duration>) {
         let seg = f64::from(mss);
         if (self.cwnd as u32) < self.ssthresh {
-            // §4.10: slow start as RFC 5681.
-            self.cwnd += f64::from(acked.min(mss));
+            // §4.10: slow start as RFC 5681 (with byte counting: see `slow_start_increase`).
+            let grown = self.cwnd + f64::from(slow_start_increase(acked, mss));
+            self.cwnd = grown.min(f64::from(self.ssthresh).max(self.cwnd));
             return;
         }
         if self.epoch_start.is_none() {

@@ -18,6 +18,17 @@ pub fn initial_window(mss: u32) -> u32 {
     (10 * mss).min((2 * mss).max(14_600))
 }
 
+/// Slow start's growth for an ACK of `acked` new bytes.
+///
+/// RFC 5681 §3.1 grows cwnd by min(N, SMSS) per ACK and RFC 3465 allows up to 2*SMSS.
+/// Both assume one ACK per one or two segments. A receiver that processes bursts (GRO,
+/// or a poll loop like ours that handles a whole rx burst before transmitting) sends
+/// stretch ACKs, and per-ACK growth then stalls slow start; like Linux, we count every
+/// acknowledged byte. The burst this allows is bounded by the ACK it answers.
+pub fn slow_start_increase(acked: u32, _mss: u32) -> u32 {
+    acked
+}
+
 /// What every algorithm implements. Sizes are in bytes.
 pub trait CongestionControl {
     fn cwnd(&self) -> u32;

@@ -1,7 +1,7 @@
 //! NewReno's window arithmetic (RFC 5681 §3.1, RFC 6582 §3.2). The retransmission choices
 //! of fast recovery live in the connection; this owns cwnd, ssthresh and the byte counter
 //! of congestion avoidance.
-use super::{initial_window, CongestionControl};
+use super::{initial_window, slow_start_increase, CongestionControl};
 use crate::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +38,8 @@ impl CongestionControl for NewReno {
 
     fn on_ack(&mut self, _now: Instant, acked: u32, mss: u32, _srtt: Option<Duration>) {
         if self.cwnd < self.ssthresh {
-            // RFC 5681 §3.1 eq. (2): slow start, cwnd += min(N, SMSS).
-            self.cwnd = self.cwnd.saturating_add(acked.min(mss));
+            // Slow start (RFC 5681 §3.1, with byte counting: see `slow_start_increase`).
+            self.cwnd = self.cwnd.saturating_add(slow_start_increase(acked, mss)).min(self.ssthresh.max(self.cwnd));
         } else {
             // Congestion avoidance: one SMSS per cwnd of acknowledged bytes.
             self.bytes_acked = self.bytes_acked.saturating_add(acked);
@@ -86,9 +86,13 @@ mod tests {
             c.on_ack(now, MSS, MSS, None);
         }
         assert_eq!(c.cwnd(), 20 * MSS);
-        // A stretch ACK of 4 segments still grows cwnd by one SMSS only (RFC 5681 eq. 2).
+        // A stretch ACK of 4 segments counts all 4 (byte counting).
         c.on_ack(now, 4 * MSS, MSS, None);
-        assert_eq!(c.cwnd(), 21 * MSS);
+        assert_eq!(c.cwnd(), 24 * MSS);
+        // Slow start stops at ssthresh.
+        c.ssthresh = 25 * MSS;
+        c.on_ack(now, 4 * MSS, MSS, None);
+        assert_eq!(c.cwnd(), 25 * MSS);
     }
 
     #[test]
