@@ -9,6 +9,8 @@ uint64_t mgr_rdtsc(void) { return rte_rdtsc(); }
 void mgr_pause(void) { rte_pause(); }
 int mgr_epoll_per_thread(void) { return RTE_EPOLL_PER_THREAD; }
 const char *mgr_version(void) { return rte_version(); }
+/* RSS hash types for TCP over IPv4 (the RTE_ETH_RSS_* macros use RTE_BIT64). */
+uint64_t mgr_rss_tcp_ipv4(void) { return RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_TCP; }
 
 uint16_t mgr_eth_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
 {

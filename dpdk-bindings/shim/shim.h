@@ -17,6 +17,7 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_ether.h>
+#include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
@@ -29,6 +30,7 @@ uint64_t mgr_rdtsc(void);
 void mgr_pause(void);
 int mgr_epoll_per_thread(void);
 const char *mgr_version(void);
+uint64_t mgr_rss_tcp_ipv4(void);
 
 /* ethdev fast path. */
 uint16_t mgr_eth_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);

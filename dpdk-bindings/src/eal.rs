@@ -97,6 +97,11 @@ impl Eal {
         Ok(Eal { _private: () })
     }
 
+    /// The worker lcores (every enabled lcore except the main one).
+    pub fn workers(&self) -> Vec<u32> {
+        self.lcores().into_iter().skip(1).collect()
+    }
+
     /// The lcores EAL enabled, main lcore first.
     pub fn lcores(&self) -> Vec<u32> {
         let mut out = Vec::new();
@@ -119,10 +124,57 @@ impl Eal {
         unsafe { ffi::rte_eth_dev_count_avail() }
     }
 
+    /// Runs `f` on worker lcore `lcore` (not the main lcore), which must be idle. The
+    /// returned handle's [`Lcore::join`] waits for it. A panic in `f` is caught on the
+    /// lcore and reported as exit code -1 (unwinding into C would be undefined).
+    pub fn launch<F>(&self, lcore: u32, f: F) -> Result<Lcore>
+    where
+        F: FnOnce() -> i32 + Send + 'static,
+    {
+        let job: Box<Job> = Box::new(Box::new(f));
+        let arg = Box::into_raw(job).cast::<std::ffi::c_void>();
+        // SAFETY: `trampoline` takes back ownership of `arg` exactly once when the lcore
+        // runs it; if the launch fails we take it back here instead.
+        let ret = unsafe { ffi::rte_eal_remote_launch(Some(trampoline), arg, lcore) };
+        if ret < 0 {
+            // SAFETY: the launch failed, so the trampoline never saw `arg`.
+            drop(unsafe { Box::from_raw(arg.cast::<Job>()) });
+            return Err(DpdkError::from_ret("rte_eal_remote_launch", ret));
+        }
+        Ok(Lcore { id: lcore })
+    }
+
     /// The NUMA socket of the calling thread.
     pub fn socket_id(&self) -> i32 {
         // SAFETY: EAL is initialised; reads a thread-local.
         unsafe { ffi::rte_socket_id() as i32 }
+    }
+}
+
+type Job = Box<dyn FnOnce() -> i32 + Send>;
+
+extern "C" fn trampoline(arg: *mut std::ffi::c_void) -> i32 {
+    // SAFETY: `arg` came from Box::into_raw in `Eal::launch` and is consumed once here.
+    let job = unsafe { Box::from_raw(arg.cast::<Job>()) };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or(-1)
+}
+
+/// A worker lcore running a job launched by [`Eal::launch`].
+#[derive(Debug)]
+#[must_use = "join the lcore to wait for its job"]
+pub struct Lcore {
+    id: u32,
+}
+
+impl Lcore {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Waits for the job to finish and returns its exit code.
+    pub fn join(self) -> i32 {
+        // SAFETY: waits on a worker lcore we launched; no memory is shared through it.
+        unsafe { ffi::rte_eal_wait_lcore(self.id) }
     }
 }
 

@@ -27,7 +27,7 @@ mod error;
 mod mbuf;
 mod port;
 
-pub use eal::{Eal, EalArgs};
+pub use eal::{Eal, EalArgs, Lcore};
 pub use error::{DpdkError, Result};
 pub use mbuf::{Mbuf, Mempool};
 pub use port::{LinkStatus, Port, PortConfig, PortInfo, PortStats, MbufOwner, MAX_BURST};

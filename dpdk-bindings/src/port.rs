@@ -28,6 +28,21 @@ impl MbufOwner for Mbuf {
     }
 }
 
+/// A Toeplitz key made of one repeated 16-bit pattern: the hash of (src, dst) then equals
+/// the hash of (dst, src), so both directions of a flow reach the same queue (Woo and
+/// Park, "Scalable TCP session monitoring with symmetric receive-side scaling", 2012).
+pub const SYMMETRIC_RSS_KEY: [u8; 40] = symmetric_key();
+
+const fn symmetric_key() -> [u8; 40] {
+    let mut k = [0u8; 40];
+    let mut i = 0;
+    while i < 40 {
+        k[i] = if i % 2 == 0 { 0x6d } else { 0x5a };
+        i += 1;
+    }
+    k
+}
+
 /// How to set a port up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortConfig {
@@ -40,6 +55,9 @@ pub struct PortConfig {
     /// Set this MTU after configuring; `None` keeps the device's.
     pub mtu: Option<u16>,
     pub promiscuous: bool,
+    /// With several receive queues, spread flows by RSS over TCP/IPv4 with a symmetric
+    /// key (both directions of a flow land on one queue), where the device has RSS.
+    pub rss: bool,
 }
 
 impl Default for PortConfig {
@@ -52,6 +70,7 @@ impl Default for PortConfig {
             rx_interrupts: false,
             mtu: None,
             promiscuous: false,
+            rss: true,
         }
     }
 }
@@ -134,6 +153,15 @@ impl Port {
         let mut conf = ffi::rte_eth_conf::default();
         if config.rx_interrupts {
             conf.intr_conf.set_rxq(1);
+        }
+        // SAFETY: a pure function of compile-time constants.
+        let rss_hf = unsafe { ffi::mgr_rss_tcp_ipv4() } & info.flow_type_rss_offloads;
+        let mut key = SYMMETRIC_RSS_KEY;
+        if config.rss && config.rx_queues > 1 && rss_hf != 0 {
+            conf.rxmode.mq_mode = ffi::RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+            conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
         // SAFETY: conf is a valid, zero-initialised configuration that outlives the call.
         let ret = unsafe {

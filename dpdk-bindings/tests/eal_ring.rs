@@ -12,7 +12,7 @@ fn eal_mempool_port_lifecycle() {
         "256",
         prefix.as_str(),
         "-l",
-        "0",
+        "0,1",
         "--no-pci",
         "--log-level=lib.eal:error",
         "--vdev=net_ring0",
@@ -77,6 +77,14 @@ fn eal_mempool_port_lifecycle() {
     assert_eq!(pool.in_use(), 0);
     let stats = port.stats().expect("stats");
     assert_eq!(stats.opackets, 10);
+    // A job on a worker lcore runs there and returns its code; a panic comes back as -1.
+    let workers = eal.workers();
+    assert_eq!(workers.len(), 1, "lcores {:?}", eal.lcores());
+    let lcore = eal.launch(workers[0], || dpdk_sys::lcore_id().map_or(-2, |id| id as i32)).expect("launch");
+    assert_eq!(lcore.join(), workers[0] as i32);
+    let lcore = eal.launch(workers[0], || panic!("job panics")).expect("launch");
+    assert_eq!(lcore.join(), -1);
+
     port.stop().expect("stop");
     drop(port);
     drop(eal);
