@@ -7,12 +7,14 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod fault;
 pub mod flow;
 pub mod iface;
 pub mod poll;
 pub mod port;
 pub mod sim;
 pub mod stats;
+pub mod steer;
 pub mod table;
 pub mod tcp;
 pub mod time;

@@ -1,0 +1,1 @@
+//! Flow ownership and software steering between cores (work in progress).
