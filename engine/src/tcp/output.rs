@@ -120,6 +120,9 @@ impl Connection {
         if let Some(plan) = self.plan_data(now) {
             return Some(plan);
         }
+        // Nothing to send: if that is because the peer's window is zero, the persist
+        // timer must run (RFC 9293 §3.8.6.1).
+        self.update_persist(now);
         if self.flags.take(Flags::PROBE) {
             // Zero-window and keepalive probe: an old sequence number with no data makes
             // the peer answer with an ACK carrying its window (RFC 9293 §3.8.6.1, §3.8.4).

@@ -178,3 +178,151 @@ impl Rng {
         (self.next_u64() % 1_000_000) as f64 / 1_000_000.0 < p
     }
 }
+
+/// A segment as the test sees it (owned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seg {
+    pub control: engine::wire::tcp::Control,
+    pub seq: SeqNumber,
+    pub ack: Option<SeqNumber>,
+    pub window: u16,
+    pub payload: Vec<u8>,
+    pub sack: Vec<(SeqNumber, SeqNumber)>,
+    pub timestamp: Option<(u32, u32)>,
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+}
+
+impl Seg {
+    pub fn is_pure_ack(&self) -> bool {
+        self.control == engine::wire::tcp::Control::None && self.payload.is_empty() && self.ack.is_some()
+    }
+}
+
+/// Everything `conn` wants to send now, emitted, parsed back and owned.
+pub fn drain(conn: &mut Connection, now: Instant) -> Vec<Seg> {
+    let mut out = vec![];
+    for _ in 0..10_000 {
+        let Some(t) = conn.poll_transmit(now) else { break };
+        let bytes = to_bytes(&t);
+        let r = parse(&bytes, t.src_ip(), t.dst_ip());
+        out.push(Seg {
+            control: r.control,
+            seq: r.seq_number,
+            ack: r.ack_number,
+            window: r.window_len,
+            payload: r.payload.to_vec(),
+            sack: r.sack_ranges.iter().flatten().copied().collect(),
+            timestamp: r.timestamp,
+            mss: r.max_seg_size,
+            window_scale: r.window_scale,
+            sack_permitted: r.sack_permitted,
+        });
+    }
+    out
+}
+
+/// The remote end, played by hand: it tracks its own sequence numbers and builds
+/// segments addressed to the connection under test (which is A, at `a_tuple()`).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The peer's next sequence number.
+    pub seq: SeqNumber,
+    /// What the peer acknowledges.
+    pub ack: SeqNumber,
+    pub window: u16,
+    /// The peer's TSval clock, if timestamps are in use.
+    pub tsval: Option<u32>,
+    /// The last TSval seen from the connection (to echo).
+    pub tsecr: u32,
+}
+
+impl Peer {
+    pub fn seg(&self, control: engine::wire::tcp::Control, payload: &'static [u8]) -> TcpRepr<'static> {
+        TcpRepr {
+            src_port: B_ADDR.port(),
+            dst_port: A_ADDR.port(),
+            control,
+            seq_number: self.seq,
+            ack_number: Some(self.ack),
+            window_len: self.window,
+            timestamp: self.tsval.map(|v| (v, self.tsecr)),
+            payload,
+            ..TcpRepr::default()
+        }
+    }
+
+    /// A segment with explicit sequence and acknowledgment numbers.
+    pub fn seg_at(&self, control: engine::wire::tcp::Control, seq: SeqNumber, ack: Option<SeqNumber>, payload: &'static [u8]) -> TcpRepr<'static> {
+        TcpRepr { seq_number: seq, ack_number: ack, ..self.seg(control, payload) }
+    }
+
+    /// Sends `seg` to `conn` and advances the peer's sequence number over it.
+    pub fn send(&mut self, conn: &mut Connection, now: Instant, seg: &TcpRepr<'_>) -> engine::tcp::Disposition {
+        let d = conn.handle_segment(now, seg);
+        if seg.seq_number == self.seq {
+            self.seq = self.seq + seg.segment_len();
+        }
+        if let Some(v) = self.tsval.as_mut() {
+            *v = v.wrapping_add(1);
+        }
+        d
+    }
+
+    /// Takes in what the connection sent: acknowledges it (cumulatively, in order).
+    pub fn absorb(&mut self, segs: &[Seg]) {
+        for s in segs {
+            let len = s.payload.len() as u32
+                + u32::from(matches!(s.control, engine::wire::tcp::Control::Syn | engine::wire::tcp::Control::Fin));
+            if s.seq == self.ack {
+                self.ack = self.ack + len;
+            }
+            if let Some((v, _)) = s.timestamp {
+                self.tsecr = v;
+            }
+        }
+    }
+}
+
+/// Configuration for hand-driven state tests: no delayed ACK (every ACK is immediate), so
+/// each input shows its reply at once. Timestamps and SACK as given.
+pub fn hand_config(timestamps: bool) -> TcpConfig {
+    TcpConfig {
+        timestamps,
+        delayed_ack: None,
+        nagle: false,
+        recv_buffer: 64 * 1024,
+        send_buffer: 64 * 1024,
+        ..TcpConfig::default()
+    }
+}
+
+pub const PEER_ISS: u32 = 50_000;
+
+/// An active open completed by hand: A in ESTABLISHED, the peer's state in `Peer`.
+pub fn established(config: &TcpConfig, now: Instant) -> (Connection, Peer) {
+    let mut conn = Connection::connect(now, a_tuple(), seed(1_000), config);
+    let syn = drain(&mut conn, now);
+    assert_eq!(syn.len(), 1);
+    let mut peer = Peer {
+        seq: SeqNumber(PEER_ISS),
+        ack: syn[0].seq + 1,
+        window: 0xffff,
+        tsval: config.timestamps.then_some(100),
+        tsecr: syn[0].timestamp.map_or(0, |t| t.0),
+    };
+    let syn_ack = TcpRepr {
+        control: engine::wire::tcp::Control::Syn,
+        max_seg_size: Some(1460),
+        window_scale: None,
+        sack_permitted: config.sack,
+        ..peer.seg(engine::wire::tcp::Control::Syn, b"")
+    };
+    peer.send(&mut conn, now, &syn_ack);
+    let ack = drain(&mut conn, now);
+    assert_eq!(conn.state(), engine::tcp::State::Established);
+    peer.absorb(&ack);
+    conn.take_events();
+    (conn, peer)
+}
