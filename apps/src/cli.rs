@@ -29,6 +29,29 @@ pub enum Command {
     /// Run an engine on a DPDK port: answers ARP and ping for its address, and serves an
     /// application when one is given.
     Serve(ServeArgs),
+    /// Talk to a running engine through its control socket.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CtlArgs {
+    /// The engine's name (as given to `serve --name`).
+    #[arg(long, default_value = "migratory", value_parser = parse_name)]
+    pub name: String,
+    /// Print the engine's JSON answer as it is.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Where control sockets live.
+    #[arg(long, default_value = crate::ctl::DEFAULT_DIR, value_name = "DIR")]
+    pub ctl_dir: std::path::PathBuf,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum CtlCommand {
+    /// Counters of every core and their total.
+    Stats,
 }
 
 /// How the poll loop idles when no packet arrives.
@@ -94,6 +117,9 @@ pub struct ServeArgs {
     /// The DPDK port to use, by device name (e.g. net_tap0); default: the first port.
     #[arg(long, value_name = "DPDK-PORT-NAME")]
     pub device: Option<String>,
+    /// Where the control socket (`NAME.sock`) is created.
+    #[arg(long, default_value = crate::ctl::DEFAULT_DIR, value_name = "DIR")]
+    pub ctl_dir: std::path::PathBuf,
     /// Arguments for DPDK's EAL, after `--`, e.g. `-l 0 --in-memory --vdev=net_tap0,iface=mg0`.
     #[arg(last = true, value_name = "EAL-ARGS")]
     pub eal: Vec<String>,
@@ -131,6 +157,31 @@ where
     };
     match cli.command {
         Command::Serve(args) => serve::serve(&args),
+        Command::Ctl(args) => ctl(&args),
+    }
+}
+
+fn ctl(args: &CtlArgs) -> i32 {
+    let command = match args.command {
+        CtlCommand::Stats => "stats",
+    };
+    match crate::ctl::request(&args.ctl_dir, &args.name, command) {
+        Ok(v) if args.json => {
+            println!("{v}");
+            0
+        }
+        Ok(v) => {
+            print!("{}", crate::ctl::render_stats(&v));
+            0
+        }
+        Err(e @ crate::ctl::CtlError::NotRunning(..)) => {
+            eprintln!("migratory: {e}");
+            EXIT_USAGE
+        }
+        Err(e) => {
+            eprintln!("migratory: {e}");
+            EXIT_FAILURE
+        }
     }
 }
 
@@ -172,7 +223,7 @@ mod tests {
             "--in-memory",
         ])
         .unwrap();
-        let Command::Serve(s) = cli.command;
+        let Command::Serve(s) = cli.command else { panic!("not serve") };
         assert_eq!(s.ip.to_string(), "10.1.0.2/24");
         assert_eq!(s.name, "e1");
         assert_eq!(s.idle, IdleArg::Sleep);

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod ctl;
 pub mod dpdk_port;
 pub mod preflight;
 pub mod serve;

@@ -10,12 +10,15 @@ use engine::time::{Duration, MonotonicClock};
 use engine::wire::ChecksumCaps;
 
 use crate::cli::{ServeArgs, EXIT_FAILURE, EXIT_USAGE};
+use crate::ctl::{ControlServer, StatsBoard};
 use crate::dpdk_port::DpdkQueue;
 use crate::preflight;
 
 /// Mbufs in the pool: rx and tx rings plus bursts in flight and a margin.
 const POOL_MBUFS: u32 = 8191;
 const POOL_CACHE: u32 = 256;
+/// How often each core publishes its counters for `migratory ctl`.
+const STATS_EVERY: Duration = Duration::from_millis(10);
 
 fn usage_error(msg: impl std::fmt::Display) -> i32 {
     eprintln!("migratory: {msg}");
@@ -44,6 +47,13 @@ pub fn serve(args: &ServeArgs) -> i32 {
         return usage_error(e);
     }
 
+    // The control thread starts before EAL, so it does not inherit the main lcore's pinning.
+    let board = StatsBoard::new(&args.name, 1);
+    let control = match ControlServer::start(&args.ctl_dir, Arc::clone(&board)) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
@@ -56,12 +66,13 @@ pub fn serve(args: &ServeArgs) -> i32 {
         Ok(eal) => eal,
         Err(e) => return usage_error(format_args!("DPDK EAL init failed: {e} (see the EAL messages above)")),
     };
-    let code = run_port(args, &eal, &stop);
+    let code = run_port(args, &eal, &stop, &board);
+    drop(control);
     drop(eal);
     code
 }
 
-fn run_port(args: &ServeArgs, eal: &Eal, stop: &AtomicBool) -> i32 {
+fn run_port(args: &ServeArgs, eal: &Eal, stop: &AtomicBool, board: &StatsBoard) -> i32 {
     let port_id = match &args.device {
         Some(name) => match Port::by_name(name) {
             Ok(id) => id,
@@ -127,7 +138,14 @@ fn run_port(args: &ServeArgs, eal: &Eal, stop: &AtomicBool) -> i32 {
     });
     let mut engine = Engine::new(queue, iface);
     let clock = MonotonicClock::new();
-    engine.run(&clock, stop, idle);
+    let lcore = dpdk_sys::lcore_id().unwrap_or(0);
+    engine.run_with(&clock, stop, idle, STATS_EVERY, |e| {
+        board.publish(0, |snap| {
+            snap.lcore = lcore;
+            snap.counters.clone_from(e.counters());
+            snap.extra = vec![("mbufs_in_use", u64::from(pool.in_use()))];
+        })
+    });
 
     let counters = engine.counters().clone();
     drop(engine);

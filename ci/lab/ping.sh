@@ -19,6 +19,20 @@ neigh=$(lab_exec a ip neigh show "$eip")
 echo "kernel neighbour entry: $neigh"
 echo "$neigh" | grep -qi "lladdr $emac" || { echo "FAIL: kernel ARP entry is not the engine's MAC $emac"; exit 1; }
 
+# The running engine's counters through its control socket (published every 10 ms).
+sleep 0.1
+stats=$("$MIGRATORY_BIN" ctl --name "a-$LAB_ID" stats --json) || { echo "FAIL: migratory ctl stats failed"; exit 1; }
+python3 - "$stats" <<'PY2' || exit 1
+import json, sys
+v = json.loads(sys.argv[1])
+t = v["total"]
+assert t["icmp_echo_replies_sent"] == 10, t
+assert t["rx_packets"] >= 11 and t["tx_packets"] >= 11, t
+assert len(v["cores"]) == 1
+print(f"ctl stats: icmp_echo_replies_sent={t['icmp_echo_replies_sent']} rx={t['rx_packets']} tx={t['tx_packets']} mbufs_in_use={t['mbufs_in_use']}")
+PY2
+"$MIGRATORY_BIN" ctl --name "a-$LAB_ID" stats | head -3
+
 lab_stop_engine a; rc=$LAB_RC
 log=$(lab_engine_log a)
 [ "$rc" = 0 ] || { echo "FAIL: engine exited with $rc"; echo "$log"; exit 1; }

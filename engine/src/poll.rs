@@ -244,14 +244,33 @@ impl<P: Port> Engine<P> {
     /// consecutive empty polls. `stop` is checked between polls; the longest delay before
     /// it is seen is one idle step ([`SLEEP_MAX`] or [`INTERRUPT_WAIT`]).
     pub fn run(&mut self, clock: &impl Clock, stop: &AtomicBool, idle: IdleStrategy) {
+        self.run_with(clock, stop, idle, Duration::MAX, |_| {});
+    }
+
+    /// [`Engine::run`], calling `report` with the engine at most every `every` of clock
+    /// time (and once more before returning): how a core publishes its counters.
+    pub fn run_with(
+        &mut self,
+        clock: &impl Clock,
+        stop: &AtomicBool,
+        idle: IdleStrategy,
+        every: Duration,
+        mut report: impl FnMut(&Self),
+    ) {
         let mut strategy = self.effective_idle(idle);
         if strategy != idle {
             self.interrupt_fell_back = true;
         }
         let mut empty_polls: u32 = 0;
         let mut sleep = SLEEP_MIN;
+        let mut next_report = clock.now() + every;
         while !stop.load(Ordering::Acquire) {
-            if self.poll_once(clock.now()) > 0 {
+            let now = clock.now();
+            if now >= next_report {
+                report(self);
+                next_report = now + every;
+            }
+            if self.poll_once(now) > 0 {
                 empty_polls = 0;
                 sleep = SLEEP_MIN;
                 continue;
@@ -267,7 +286,7 @@ impl<P: Port> Engine<P> {
                     sleep = (sleep * 2).min(SLEEP_MAX);
                 }
                 IdleStrategy::Interrupt => {
-                    if !self.port.wait_rx(INTERRUPT_WAIT) {
+                    if !self.port.wait_rx(INTERRUPT_WAIT.min(every)) {
                         // Waiting failed: sleep from now on rather than fail every time.
                         self.interrupt_fell_back = true;
                         strategy = IdleStrategy::Sleep;
@@ -276,6 +295,7 @@ impl<P: Port> Engine<P> {
                 }
             }
         }
+        report(self);
     }
 }
 
