@@ -1,0 +1,7 @@
+//! migratory's performance tooling: the load generator (`migratory-gen`), the L2
+//! reflector that measures the wire ceiling, the baselines (a Linux-socket echo server and
+//! client, an echo server on smoltcp) and the pieces they share.
+//!
+//! This crate only measures: it holds no protocol logic of the engine and no `unsafe`
+//! (DPDK is reached through `dpdk-sys`'s safe layer).
+#![deny(unsafe_code)]
