@@ -56,7 +56,10 @@ fn pump(now: &mut Instant, a: &mut Connection, b: &mut Connection, rounds: usize
         }
         if !moved {
             // Let delayed ACKs fire.
-            let next = [a.poll_timeout(), b.poll_timeout()].into_iter().flatten().min();
+            let next = [a.poll_timeout(), b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             match next {
                 Some(t) if t - *now < Duration::from_millis(100) => {
                     *now = t;
@@ -118,7 +121,10 @@ fn passive_open_and_accept() {
 #[test]
 fn syn_cookies_when_backlog_full_carry_options_in_timestamps() {
     let config = TcpConfig::default();
-    let limits = ListenerConfig { backlog: 0, ..ListenerConfig::default() };
+    let limits = ListenerConfig {
+        backlog: 0,
+        ..ListenerConfig::default()
+    };
     let mut l = listener(limits, config);
     let now = Instant::from_millis(100_000);
     let mut client = Connection::connect(now, a_tuple(), seed(5), &config);
@@ -129,7 +135,10 @@ fn syn_cookies_when_backlog_full_carry_options_in_timestamps() {
     let mut server = l.accept().expect("cookie connection");
     assert_eq!(server.state(), State::Established);
     assert!(server.sack_enabled(), "SACK carried in TSval");
-    assert_eq!(server.window_scaling(), Some((config.window_scale(), config.window_scale())));
+    assert_eq!(
+        server.window_scaling(),
+        Some((config.window_scale(), config.window_scale()))
+    );
     assert_eq!(server.smss(), client.smss());
     let mut now = now;
     send_all_and_check(&mut now, &mut client, &mut server, 300_000);
@@ -138,8 +147,14 @@ fn syn_cookies_when_backlog_full_carry_options_in_timestamps() {
 
 #[test]
 fn syn_cookies_without_timestamps_lose_window_scale_and_sack() {
-    let config = TcpConfig { timestamps: false, ..TcpConfig::default() };
-    let limits = ListenerConfig { backlog: 0, ..ListenerConfig::default() };
+    let config = TcpConfig {
+        timestamps: false,
+        ..TcpConfig::default()
+    };
+    let limits = ListenerConfig {
+        backlog: 0,
+        ..ListenerConfig::default()
+    };
     let mut l = listener(limits, TcpConfig::default());
     let now = Instant::from_millis(1);
     let mut client = Connection::connect(now, a_tuple(), seed(5), &config);
@@ -155,7 +170,13 @@ fn syn_cookies_without_timestamps_lose_window_scale_and_sack() {
 #[test]
 fn forged_cookie_ack_gets_reset() {
     let config = TcpConfig::default();
-    let mut l = listener(ListenerConfig { backlog: 0, ..ListenerConfig::default() }, config);
+    let mut l = listener(
+        ListenerConfig {
+            backlog: 0,
+            ..ListenerConfig::default()
+        },
+        config,
+    );
     let ack = TcpRepr {
         src_port: A_ADDR.port(),
         dst_port: B_ADDR.port(),
@@ -165,7 +186,10 @@ fn forged_cookie_ack_gets_reset() {
         ..TcpRepr::default()
     };
     let now = Instant::from_millis(1);
-    assert_eq!(l.handle_segment(now, a_tuple().reversed(), &ack), ListenOutcome::Reset);
+    assert_eq!(
+        l.handle_segment(now, a_tuple().reversed(), &ack),
+        ListenOutcome::Reset
+    );
     assert_eq!(l.stats().cookies_rejected, 1);
     // RFC 9293 §3.10.7.2: <SEQ=SEG.ACK><CTL=RST>.
     let t = l.poll_transmit(now).expect("RST");
@@ -188,24 +212,47 @@ fn rst_and_bare_segments_in_listen_are_ignored() {
         seq_number: SeqNumber(5),
         ..TcpRepr::default()
     };
-    assert_eq!(l.handle_segment(now, a_tuple().reversed(), &rst), ListenOutcome::Ignored);
-    let bare = TcpRepr { control: Control::None, payload: b"data", ..rst };
-    assert_eq!(l.handle_segment(now, a_tuple().reversed(), &bare), ListenOutcome::Ignored);
-    let other_port = TcpRepr { control: Control::Syn, dst_port: 81, ..rst };
-    assert_eq!(l.handle_segment(now, a_tuple().reversed(), &other_port), ListenOutcome::Ignored);
+    assert_eq!(
+        l.handle_segment(now, a_tuple().reversed(), &rst),
+        ListenOutcome::Ignored
+    );
+    let bare = TcpRepr {
+        control: Control::None,
+        payload: b"data",
+        ..rst
+    };
+    assert_eq!(
+        l.handle_segment(now, a_tuple().reversed(), &bare),
+        ListenOutcome::Ignored
+    );
+    let other_port = TcpRepr {
+        control: Control::Syn,
+        dst_port: 81,
+        ..rst
+    };
+    assert_eq!(
+        l.handle_segment(now, a_tuple().reversed(), &other_port),
+        ListenOutcome::Ignored
+    );
     assert!(l.poll_transmit(now).is_none());
 }
 
 #[test]
 fn half_open_retransmits_syn_ack_then_times_out() {
-    let config = TcpConfig { max_syn_retries: 2, ..TcpConfig::default() };
+    let config = TcpConfig {
+        max_syn_retries: 2,
+        ..TcpConfig::default()
+    };
     let mut l = listener(ListenerConfig::default(), config);
     let mut now = Instant::from_millis(1);
     let mut client = Connection::connect(now, a_tuple(), seed(5), &config);
     let syn_t = client.poll_transmit(now).unwrap();
     let syn_bytes = to_bytes(&syn_t);
     let syn = parse(&syn_bytes, *A_ADDR.ip(), *B_ADDR.ip());
-    assert_eq!(l.handle_segment(now, a_tuple().reversed(), &syn), ListenOutcome::HalfOpen);
+    assert_eq!(
+        l.handle_segment(now, a_tuple().reversed(), &syn),
+        ListenOutcome::HalfOpen
+    );
     let mut syn_acks = 0;
     for _ in 0..10 {
         while let Some(t) = l.poll_transmit(now) {
@@ -235,7 +282,10 @@ fn retransmitted_syn_gets_syn_ack_again_and_rst_returns_to_listen() {
     assert!(l.poll_transmit(now).is_none());
     // The same SYN again: the SYN-ACK is repeated with the same ISN.
     l.handle_segment(now, a_tuple().reversed(), &syn);
-    let (second, control) = l.poll_transmit(now).map(|t| (t.repr.seq_number, t.repr.control)).unwrap();
+    let (second, control) = l
+        .poll_transmit(now)
+        .map(|t| (t.repr.seq_number, t.repr.control))
+        .unwrap();
     assert_eq!(second, first);
     assert_eq!(control, Control::Syn);
     // RFC 9293 §3.10.7.4 second check: a RST at RCV.NXT in SYN-RECEIVED from a passive
@@ -257,10 +307,19 @@ fn retransmitted_syn_gets_syn_ack_again_and_rst_returns_to_listen() {
 fn unspecified_listener_address_accepts_any_destination() {
     let config = TcpConfig::default();
     let any = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, B_ADDR.port());
-    let mut l = Listener::new(any, config, ListenerConfig::default(), SipKey([1; 16]), SipKey([2; 16]));
+    let mut l = Listener::new(
+        any,
+        config,
+        ListenerConfig::default(),
+        SipKey([1; 16]),
+        SipKey([2; 16]),
+    );
     let now = Instant::ZERO;
     let mut client = Connection::connect(now, a_tuple(), seed(9), &config);
     exchange(now, &mut client, &mut l);
     assert_eq!(client.state(), State::Established);
-    assert_eq!(l.accept().map(|c| c.tuple()), Some(FourTuple::new(B_ADDR, A_ADDR)));
+    assert_eq!(
+        l.accept().map(|c| c.tuple()),
+        Some(FourTuple::new(B_ADDR, A_ADDR))
+    );
 }

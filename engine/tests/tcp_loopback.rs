@@ -78,14 +78,23 @@ fn p_state(c: &engine::tcp::Connection) -> String {
 fn handshake_negotiates_options() {
     let config = TcpConfig::default();
     let mut pair = Pair::new(&config, &config, Duration::from_millis(5));
-    assert!(pair.run_until(Duration::from_secs(1), |p| p.a.is_established() && p.b.is_established()));
+    assert!(
+        pair.run_until(Duration::from_secs(1), |p| p.a.is_established()
+            && p.b.is_established())
+    );
     assert_eq!(pair.a.state(), State::Established);
     assert_eq!(pair.b.state(), State::Established);
-    assert!(pair.a.take_events().contains(Events::ESTABLISHED | Events::WRITABLE));
+    assert!(pair
+        .a
+        .take_events()
+        .contains(Events::ESTABLISHED | Events::WRITABLE));
     assert!(pair.b.take_events().contains(Events::ESTABLISHED));
     assert!(pair.a.timestamps_enabled() && pair.b.timestamps_enabled());
     assert!(pair.a.sack_enabled() && pair.b.sack_enabled());
-    assert_eq!(pair.a.window_scaling(), Some((config.window_scale(), config.window_scale())));
+    assert_eq!(
+        pair.a.window_scaling(),
+        Some((config.window_scale(), config.window_scale()))
+    );
     assert_eq!(pair.a.smss(), 1460 - 12);
     // Handshake RTT measured: the harness hands the SYN over at once, the SYN-ACK takes
     // the 5 ms one-way delay.
@@ -107,7 +116,11 @@ fn one_megabyte_each_way_clean() {
 }
 
 fn lossy_config(algorithm: CongestionAlgorithm, sack: bool) -> TcpConfig {
-    TcpConfig { congestion: algorithm, sack, ..TcpConfig::default() }
+    TcpConfig {
+        congestion: algorithm,
+        sack,
+        ..TcpConfig::default()
+    }
 }
 
 /// Random loss in both directions (data and ACKs), seeded.
@@ -129,16 +142,29 @@ fn run_lossy(algorithm: CongestionAlgorithm, sack: bool, loss: f64, seed: u64) -
 fn lossy_sack_cubic_one_megabyte_each_way() {
     let pair = run_lossy(CongestionAlgorithm::Cubic, true, 0.02, 7);
     let (a, b) = (pair.a.stats(), pair.b.stats());
-    eprintln!("a {a:?}\nb {b:?}\nsent {:?} dropped {:?} t={}ms", pair.sent, pair.dropped, pair.now.as_millis());
+    eprintln!(
+        "a {a:?}\nb {b:?}\nsent {:?} dropped {:?} t={}ms",
+        pair.sent,
+        pair.dropped,
+        pair.now.as_millis()
+    );
     assert!(a.fast_recoveries + b.fast_recoveries > 0);
-    assert!(a.sack_retransmits + b.sack_retransmits > 0, "SACK recovery not exercised");
+    assert!(
+        a.sack_retransmits + b.sack_retransmits > 0,
+        "SACK recovery not exercised"
+    );
 }
 
 #[test]
 fn lossy_newreno_without_sack_one_megabyte_each_way() {
     let pair = run_lossy(CongestionAlgorithm::NewReno, false, 0.02, 11);
     let (a, b) = (pair.a.stats(), pair.b.stats());
-    eprintln!("a {a:?}\nb {b:?}\nsent {:?} dropped {:?} t={}ms", pair.sent, pair.dropped, pair.now.as_millis());
+    eprintln!(
+        "a {a:?}\nb {b:?}\nsent {:?} dropped {:?} t={}ms",
+        pair.sent,
+        pair.dropped,
+        pair.now.as_millis()
+    );
     assert!(a.fast_recoveries + b.fast_recoveries > 0);
     assert_eq!(a.sack_retransmits + b.sack_retransmits, 0);
     assert!(!pair.a.sack_enabled());
@@ -147,7 +173,10 @@ fn lossy_newreno_without_sack_one_megabyte_each_way() {
 #[test]
 fn lossy_many_seeds_quarter_megabyte() {
     for seed in 100..108 {
-        for (algorithm, sack) in [(CongestionAlgorithm::Cubic, true), (CongestionAlgorithm::NewReno, false)] {
+        for (algorithm, sack) in [
+            (CongestionAlgorithm::Cubic, true),
+            (CongestionAlgorithm::NewReno, false),
+        ] {
             let config = lossy_config(algorithm, sack);
             let mut pair = Pair::new(&config, &config, Duration::from_millis(1));
             let mut rng = Rng(seed);
@@ -155,7 +184,10 @@ fn lossy_many_seeds_quarter_megabyte() {
             let a_data = pattern(256 * 1024, seed);
             let b_data = pattern(64 * 1024, seed + 1);
             let (at_a, at_b) = transfer(&mut pair, &a_data, &b_data, Duration::from_secs(1200));
-            assert!(at_b == a_data && at_a == b_data, "seed {seed} {algorithm:?}");
+            assert!(
+                at_b == a_data && at_a == b_data,
+                "seed {seed} {algorithm:?}"
+            );
         }
     }
 }
@@ -195,18 +227,30 @@ fn lost_syn_and_tail_are_repaired_by_timeout() {
     let (_, at_b) = transfer(&mut pair, &data, &[], Duration::from_secs(60));
     assert!(at_b == data);
     assert!(pair.a.stats().timeouts >= 1);
-    assert!(pair.b.stats().timeouts >= 1, "SYN-ACK retransmitted by B's timer");
+    assert!(
+        pair.b.stats().timeouts >= 1,
+        "SYN-ACK retransmitted by B's timer"
+    );
 }
 
 #[test]
 fn connection_times_out_when_peer_vanishes() {
-    let config = TcpConfig { max_retries: 3, ..TcpConfig::default() };
+    let config = TcpConfig {
+        max_retries: 3,
+        ..TcpConfig::default()
+    };
     let mut pair = Pair::new(&config, &config, Duration::from_millis(1));
-    assert!(pair.run_until(Duration::from_secs(1), |p| p.a.is_established() && p.b.is_established()));
+    assert!(
+        pair.run_until(Duration::from_secs(1), |p| p.a.is_established()
+            && p.b.is_established())
+    );
     pair.drop_rule = Box::new(|_, _, _| true);
     pair.a.send(b"hello").unwrap();
     assert!(pair.run_until(Duration::from_secs(120), |p| p.a.state() == State::Closed));
     assert_eq!(pair.a.error(), Some(TcpError::TimedOut));
     assert_eq!(pair.a.stats().timeouts, 4);
-    assert!(pair.a.take_events().contains(Events::ERROR | Events::CLOSED));
+    assert!(pair
+        .a
+        .take_events()
+        .contains(Events::ERROR | Events::CLOSED));
 }

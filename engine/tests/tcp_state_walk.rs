@@ -80,7 +80,13 @@ fn in_state(state: State) -> (Connection, Peer) {
         State::SynSent => {
             let mut conn = Connection::connect(T0, a_tuple(), seed(1_000), &c);
             let syn = drain(&mut conn, T0);
-            let peer = Peer { seq: SeqNumber(PEER_ISS), ack: syn[0].seq + 1, window: 4096, tsval: None, tsecr: 0 };
+            let peer = Peer {
+                seq: SeqNumber(PEER_ISS),
+                ack: syn[0].seq + 1,
+                window: 4096,
+                tsval: None,
+                tsecr: 0,
+            };
             (conn, peer)
         }
         State::SynReceived => {
@@ -94,7 +100,13 @@ fn in_state(state: State) -> (Connection, Peer) {
             };
             let mut conn = Connection::accept(T0, a_tuple(), seed(1_000), &syn, &c).unwrap();
             let out = drain(&mut conn, T0);
-            let peer = Peer { seq: SeqNumber(PEER_ISS + 1), ack: out[0].seq + 1, window: 4096, tsval: None, tsecr: 0 };
+            let peer = Peer {
+                seq: SeqNumber(PEER_ISS + 1),
+                ack: out[0].seq + 1,
+                window: 4096,
+                tsval: None,
+                tsecr: 0,
+            };
             (conn, peer)
         }
         _ => {
@@ -175,7 +187,12 @@ fn apply(conn: &mut Connection, peer: &Peer, event: Event) -> Instant {
         Event::AckInWindow => Some(seg(Control::None, rcv_nxt, Some(snd_nxt), b"")),
         Event::AckOutOfWindow => Some(seg(Control::None, rcv_nxt, Some(snd_nxt + 100_000), b"")),
         Event::DataInWindow => Some(seg(Control::None, rcv_nxt, Some(snd_nxt), b"payload")),
-        Event::DataOutOfWindow => Some(seg(Control::None, rcv_nxt + 10_000_000, Some(snd_nxt), b"payload")),
+        Event::DataOutOfWindow => Some(seg(
+            Control::None,
+            rcv_nxt + 10_000_000,
+            Some(snd_nxt),
+            b"payload",
+        )),
         Event::Fin => Some(seg(Control::Fin, rcv_nxt, Some(snd_nxt), b"")),
         Event::RstExact => Some(seg(Control::Rst, rcv_nxt, None, b"")),
         Event::RstInWindow => Some(seg(Control::Rst, rcv_nxt + 100, None, b"")),
@@ -224,12 +241,18 @@ fn every_state_event_pair() {
             let now = apply(&mut conn, &peer, event);
             let out = drain(&mut conn, now);
             let to = conn.state();
-            assert!(legal(from).contains(&to), "{from} --{event:?}--> {to} is not a legal transition");
+            assert!(
+                legal(from).contains(&to),
+                "{from} --{event:?}--> {to} is not a legal transition"
+            );
             pairs += 1;
 
             // Replies never carry a SYN once synchronized.
             if from.is_synchronized() {
-                assert!(out.iter().all(|s| s.control != Control::Syn), "{from} {event:?}: SYN sent");
+                assert!(
+                    out.iter().all(|s| s.control != Control::Syn),
+                    "{from} {event:?}: SYN sent"
+                );
             }
             // An out-of-window RST changes nothing and gets no reply (§3.10.7.4 first check).
             if event == Event::RstOutOfWindow && from != State::Closed {
@@ -239,7 +262,10 @@ fn every_state_event_pair() {
             // RFC 5961 §4.2: a SYN in a synchronized state only draws a challenge ACK.
             if event == Event::Syn && from.is_synchronized() {
                 assert_eq!(to, from, "{from}: SYN changed the state");
-                assert!(out.iter().all(|s| s.is_pure_ack()), "{from}: SYN reply {out:?}");
+                assert!(
+                    out.iter().all(|s| s.is_pure_ack()),
+                    "{from}: SYN reply {out:?}"
+                );
             }
             // RFC 5961 §5.2: an ACK of unsent data changes nothing.
             if event == Event::AckOutOfWindow && from.is_synchronized() {
@@ -256,13 +282,20 @@ fn every_state_event_pair() {
                 let rst = out.iter().any(|s| s.control == Control::Rst);
                 let expect = matches!(
                     from,
-                    State::SynReceived | State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait
+                    State::SynReceived
+                        | State::Established
+                        | State::FinWait1
+                        | State::FinWait2
+                        | State::CloseWait
                 );
                 assert_eq!(rst, expect, "{from}: abort RST");
             }
             // Reaching CLOSED is always reported.
             if to == State::Closed && from != State::Closed {
-                assert!(conn.take_events().contains(Events::CLOSED), "{from} {event:?}: no CLOSED event");
+                assert!(
+                    conn.take_events().contains(Events::CLOSED),
+                    "{from} {event:?}: no CLOSED event"
+                );
             }
         }
     }
@@ -293,8 +326,15 @@ fn random_segments_never_panic() {
                 let mut packet = TcpPacket::new_unchecked(&mut bytes[..]);
                 let _ = packet.fill_checksum(*B_ADDR.ip(), *A_ADDR.ip(), true);
             }
-            let Ok(packet) = TcpPacket::new_checked(&bytes[..]) else { continue };
-            let Ok(repr) = TcpRepr::parse(&packet, *B_ADDR.ip(), *A_ADDR.ip(), &ChecksumCaps::default()) else {
+            let Ok(packet) = TcpPacket::new_checked(&bytes[..]) else {
+                continue;
+            };
+            let Ok(repr) = TcpRepr::parse(
+                &packet,
+                *B_ADDR.ip(),
+                *A_ADDR.ip(),
+                &ChecksumCaps::default(),
+            ) else {
                 continue;
             };
             conn.handle_segment(now, &repr);
@@ -311,14 +351,18 @@ fn random_segments_never_panic() {
 fn random_operation_sequences_keep_invariants() {
     // Two real connections, random application calls, random loss and timer jumps.
     for seed_value in 1..40u64 {
-        let config = TcpConfig { send_buffer: 8192, recv_buffer: 8192, ..TcpConfig::default() };
+        let config = TcpConfig {
+            send_buffer: 8192,
+            recv_buffer: 8192,
+            ..TcpConfig::default()
+        };
         let mut pair = Pair::new(&config, &config, Duration::from_millis(1));
         let mut rng = Rng(seed_value * 7919);
         let mut drop_rng = Rng(seed_value);
         pair.drop_rule = Box::new(move |_, _, _| drop_rng.chance(0.1));
         let mut buf = [0u8; 4096];
         for _ in 0..400 {
-            let which = rng.next_u64() % 2 == 0;
+            let which = rng.next_u64().is_multiple_of(2);
             let conn = if which { &mut pair.a } else { &mut pair.b };
             match rng.next_u64() % 12 {
                 0..=4 => {
@@ -354,7 +398,9 @@ fn random_operation_sequences_keep_invariants() {
         // closed (aborting what is left).
         pair.a.abort();
         pair.b.abort();
-        pair.run_until(Duration::from_secs(600), |p| p.a.is_closed() && p.b.is_closed());
+        pair.run_until(Duration::from_secs(600), |p| {
+            p.a.is_closed() && p.b.is_closed()
+        });
         assert!(pair.a.is_closed() && pair.b.is_closed());
     }
 }

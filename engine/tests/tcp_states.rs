@@ -20,7 +20,13 @@ fn syn_sent(config: &TcpConfig) -> (Connection, Seg) {
 }
 
 fn peer_for(syn: &Seg) -> Peer {
-    Peer { seq: SeqNumber(PEER_ISS), ack: syn.seq + 1, window: 8192, tsval: None, tsecr: 0 }
+    Peer {
+        seq: SeqNumber(PEER_ISS),
+        ack: syn.seq + 1,
+        window: 8192,
+        tsval: None,
+        tsecr: 0,
+    }
 }
 
 #[test]
@@ -60,7 +66,13 @@ fn syn_sent_rst_with_acceptable_ack_refuses() {
     // §3.10.7.3 second check: RST with an acceptable ACK -> "connection reset", CLOSED.
     let (mut conn, syn) = syn_sent(&hand_config(false));
     let peer = peer_for(&syn);
-    assert_eq!(conn.handle_segment(T0, &peer.seg_at(Control::Rst, SeqNumber(0), Some(syn.seq + 1), b"")), Disposition::Reset);
+    assert_eq!(
+        conn.handle_segment(
+            T0,
+            &peer.seg_at(Control::Rst, SeqNumber(0), Some(syn.seq + 1), b"")
+        ),
+        Disposition::Reset
+    );
     assert_eq!(conn.state(), State::Closed);
     assert_eq!(conn.error(), Some(TcpError::Refused));
     assert!(conn.take_events().contains(Events::ERROR | Events::CLOSED));
@@ -72,7 +84,10 @@ fn syn_sent_rst_without_ack_is_ignored() {
     // §3.10.7.3 second check: "If the ACK was not acceptable ... drop the segment".
     let (mut conn, syn) = syn_sent(&hand_config(false));
     let peer = peer_for(&syn);
-    assert_eq!(conn.handle_segment(T0, &peer.seg_at(Control::Rst, SeqNumber(7), None, b"")), Disposition::RstIgnored);
+    assert_eq!(
+        conn.handle_segment(T0, &peer.seg_at(Control::Rst, SeqNumber(7), None, b"")),
+        Disposition::RstIgnored
+    );
     assert_eq!(conn.state(), State::SynSent);
 }
 
@@ -81,7 +96,10 @@ fn syn_sent_syn_ack_establishes() {
     // §3.10.7.3 fourth check: SYN with acceptable ACK -> ESTABLISHED, <SEQ=SND.NXT><ACK=RCV.NXT>.
     let (mut conn, syn) = syn_sent(&hand_config(false));
     let peer = peer_for(&syn);
-    let syn_ack = TcpRepr { max_seg_size: Some(1000), ..peer.seg(Control::Syn, b"") };
+    let syn_ack = TcpRepr {
+        max_seg_size: Some(1000),
+        ..peer.seg(Control::Syn, b"")
+    };
     assert_eq!(conn.handle_segment(T0, &syn_ack), Disposition::Accepted);
     assert_eq!(conn.state(), State::Established);
     assert_eq!(conn.irs(), SeqNumber(PEER_ISS));
@@ -138,7 +156,10 @@ fn simultaneous_open_rst_refuses() {
 #[test]
 fn syn_retransmitted_with_backoff_then_times_out() {
     // RFC 6298 §5.5 (back off), RFC 9293 §3.8.3 (R2 for SYN), initial RTO 1 s (§2.1).
-    let config = TcpConfig { max_syn_retries: 3, ..hand_config(false) };
+    let config = TcpConfig {
+        max_syn_retries: 3,
+        ..hand_config(false)
+    };
     let (mut conn, _) = syn_sent(&config);
     let mut times = vec![];
     let mut now = T0;
@@ -161,7 +182,13 @@ fn syn_retransmitted_with_backoff_then_times_out() {
 // ----- SYN-RECEIVED (§3.10.7.4) -------------------------------------------------------
 
 fn syn_received(config: &TcpConfig) -> (Connection, Peer, Seg) {
-    let peer = Peer { seq: SeqNumber(PEER_ISS), ack: SeqNumber(0), window: 8192, tsval: None, tsecr: 0 };
+    let peer = Peer {
+        seq: SeqNumber(PEER_ISS),
+        ack: SeqNumber(0),
+        window: 8192,
+        tsval: None,
+        tsecr: 0,
+    };
     let syn = TcpRepr {
         src_port: B_ADDR.port(),
         dst_port: A_ADDR.port(),
@@ -177,14 +204,20 @@ fn syn_received(config: &TcpConfig) -> (Connection, Peer, Seg) {
     assert_eq!(out[0].control, Control::Syn);
     assert_eq!(out[0].ack, Some(SeqNumber(PEER_ISS + 1)));
     let mut peer = peer;
-    peer.seq = peer.seq + 1;
+    peer.seq += 1;
     peer.ack = out[0].seq + 1;
     (conn, peer, out[0].clone())
 }
 
 #[test]
 fn accept_rejects_non_syn() {
-    let peer = Peer { seq: SeqNumber(1), ack: SeqNumber(2), window: 1, tsval: None, tsecr: 0 };
+    let peer = Peer {
+        seq: SeqNumber(1),
+        ack: SeqNumber(2),
+        window: 1,
+        tsval: None,
+        tsecr: 0,
+    };
     let not_syn = peer.seg(Control::None, b"");
     assert!(Connection::accept(T0, a_tuple(), seed(1), &not_syn, &TcpConfig::default()).is_err());
 }
@@ -194,10 +227,16 @@ fn syn_received_bad_ack_gets_reset() {
     // §3.10.7.4 fifth check, SYN-RECEIVED: unacceptable ACK -> <SEQ=SEG.ACK><CTL=RST>.
     let (mut conn, peer, syn_ack) = syn_received(&hand_config(false));
     let bad = syn_ack.seq + 5;
-    assert_eq!(conn.handle_segment(T0, &peer.seg_at(Control::None, peer.seq, Some(bad), b"")), Disposition::Refused);
+    assert_eq!(
+        conn.handle_segment(T0, &peer.seg_at(Control::None, peer.seq, Some(bad), b"")),
+        Disposition::Refused
+    );
     let out = drain(&mut conn, T0);
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].control, out[0].seq, out[0].ack), (Control::Rst, bad, None));
+    assert_eq!(
+        (out[0].control, out[0].seq, out[0].ack),
+        (Control::Rst, bad, None)
+    );
     assert_eq!(conn.state(), State::SynReceived);
 }
 
@@ -354,13 +393,20 @@ fn ack_beyond_snd_nxt_or_too_old_is_challenged() {
         assert_eq!(conn.handle_segment(T0, &seg), Disposition::BadAck);
         assert!(drain(&mut conn, T0)[0].is_pure_ack());
     }
-    assert_eq!(conn.recv_queue(), 0, "data of a bad-ACK segment is not accepted");
+    assert_eq!(
+        conn.recv_queue(),
+        0,
+        "data of a bad-ACK segment is not accepted"
+    );
 }
 
 #[test]
 fn challenge_acks_are_rate_limited() {
     // RFC 5961 §7: at most `challenge_ack_limit` per second.
-    let config = TcpConfig { challenge_ack_limit: 3, ..hand_config(false) };
+    let config = TcpConfig {
+        challenge_ack_limit: 3,
+        ..hand_config(false)
+    };
     let (mut conn, peer) = established(&config, T0);
     let mut acks = 0;
     for i in 0..10 {
@@ -370,7 +416,10 @@ fn challenge_acks_are_rate_limited() {
     }
     assert_eq!(acks, 3);
     let later = T0 + Duration::from_secs(1);
-    conn.handle_segment(later, &peer.seg_at(Control::Rst, conn.rcv_nxt() + 1, None, b""));
+    conn.handle_segment(
+        later,
+        &peer.seg_at(Control::Rst, conn.rcv_nxt() + 1, None, b""),
+    );
     assert_eq!(drain(&mut conn, later).len(), 1);
 }
 
@@ -384,7 +433,10 @@ fn window_update_rules_use_wl1_wl2() {
     assert_eq!(conn.snd_wnd(), 1000);
     // An older segment (lower SEQ) with a bigger window does not update.
     let old = peer.seg_at(Control::None, peer.seq - 1, Some(peer.ack), b"");
-    let old = TcpRepr { window_len: 5000, ..old };
+    let old = TcpRepr {
+        window_len: 5000,
+        ..old
+    };
     conn.handle_segment(T0, &old);
     assert_eq!(conn.snd_wnd(), 1000);
 }
@@ -404,7 +456,10 @@ fn out_of_order_data_is_reassembled_and_sacked() {
     assert_eq!(out[0].sack, vec![(base + 4, base + 8)]);
     conn.handle_segment(T0, &seg3);
     let out = drain(&mut conn, T0);
-    assert_eq!(out[0].sack, vec![(base + 12, base + 16), (base + 4, base + 8)]);
+    assert_eq!(
+        out[0].sack,
+        vec![(base + 12, base + 16), (base + 4, base + 8)]
+    );
     assert_eq!(conn.recv_queue(), 0);
     // Fill the first hole: RCV.NXT jumps over the first block, an ACK goes out at once.
     let seg1 = peer.seg_at(Control::None, base, Some(peer.ack), b"0123");
@@ -447,7 +502,9 @@ fn fin_moves_to_close_wait_and_signals_end_of_stream() {
     assert_eq!(conn.state(), State::CloseWait);
     let out = drain(&mut conn, T0);
     assert_eq!(out[0].ack, Some(peer.seq));
-    assert!(conn.take_events().contains(Events::PEER_CLOSED | Events::READABLE));
+    assert!(conn
+        .take_events()
+        .contains(Events::PEER_CLOSED | Events::READABLE));
     let mut buf = [0u8; 8];
     assert_eq!(conn.recv(&mut buf), Ok(4));
     assert_eq!(conn.recv(&mut buf), Err(TcpError::Finished));
@@ -474,9 +531,15 @@ fn out_of_order_fin_waits_for_the_gap() {
     // §3.10.7.4 eighth check applies once RCV.NXT reaches the FIN.
     let (mut conn, peer) = established(&hand_config(false), T0);
     let base = peer.seq;
-    conn.handle_segment(T0, &peer.seg_at(Control::Fin, base + 3, Some(peer.ack), b"def"));
+    conn.handle_segment(
+        T0,
+        &peer.seg_at(Control::Fin, base + 3, Some(peer.ack), b"def"),
+    );
     assert_eq!(conn.state(), State::Established);
-    conn.handle_segment(T0, &peer.seg_at(Control::None, base, Some(peer.ack), b"abc"));
+    conn.handle_segment(
+        T0,
+        &peer.seg_at(Control::None, base, Some(peer.ack), b"abc"),
+    );
     assert_eq!(conn.state(), State::CloseWait);
     assert_eq!(conn.rcv_nxt(), base + 7);
     let mut buf = [0u8; 8];
@@ -487,7 +550,10 @@ fn out_of_order_fin_waits_for_the_gap() {
 fn active_close_fin_wait_1_2_time_wait_closed() {
     // §3.10.4 CLOSE; §3.10.7.4 fifth check (FIN-WAIT-1 -> FIN-WAIT-2), eighth check
     // (FIN-WAIT-2 -> TIME-WAIT), §3.10.8 (2 MSL -> CLOSED).
-    let config = TcpConfig { time_wait: Duration::from_secs(30), ..hand_config(false) };
+    let config = TcpConfig {
+        time_wait: Duration::from_secs(30),
+        ..hand_config(false)
+    };
     let (mut conn, mut peer) = established(&config, T0);
     conn.send(b"bye").unwrap();
     conn.close().unwrap();
@@ -569,7 +635,10 @@ fn rst_in_closing_states_closes_without_error() {
 
 #[test]
 fn fin_wait_2_times_out_only_after_full_close() {
-    let config = TcpConfig { fin_wait_2_timeout: Some(Duration::from_secs(5)), ..hand_config(false) };
+    let config = TcpConfig {
+        fin_wait_2_timeout: Some(Duration::from_secs(5)),
+        ..hand_config(false)
+    };
     let (mut conn, mut peer) = established(&config, T0);
     conn.close().unwrap();
     let out = drain(&mut conn, T0);
@@ -610,12 +679,21 @@ fn closed_connection_answers_with_reset() {
     let (mut conn, peer) = established(&hand_config(false), T0);
     conn.abort();
     drain(&mut conn, T0);
-    conn.handle_segment(T0, &peer.seg_at(Control::None, SeqNumber(10), Some(SeqNumber(77)), b"x"));
+    conn.handle_segment(
+        T0,
+        &peer.seg_at(Control::None, SeqNumber(10), Some(SeqNumber(77)), b"x"),
+    );
     let out = drain(&mut conn, T0);
-    assert_eq!((out[0].control, out[0].seq, out[0].ack), (Control::Rst, SeqNumber(77), None));
+    assert_eq!(
+        (out[0].control, out[0].seq, out[0].ack),
+        (Control::Rst, SeqNumber(77), None)
+    );
     conn.handle_segment(T0, &peer.seg_at(Control::None, SeqNumber(10), None, b"xyz"));
     let out = drain(&mut conn, T0);
-    assert_eq!((out[0].seq, out[0].ack), (SeqNumber(0), Some(SeqNumber(13))));
+    assert_eq!(
+        (out[0].seq, out[0].ack),
+        (SeqNumber(0), Some(SeqNumber(13)))
+    );
     conn.handle_segment(T0, &peer.seg_at(Control::Rst, SeqNumber(10), None, b""));
     assert!(drain(&mut conn, T0).is_empty());
 }
@@ -644,12 +722,18 @@ fn paws_rejects_old_timestamps_and_echoes_ts_recent() {
     peer.send(&mut conn, T0, &seg);
     let out = drain(&mut conn, T0);
     assert_eq!(out[0].timestamp.map(|t| t.1), Some(1_000));
-    let old = TcpRepr { timestamp: Some((999, peer.tsecr)), ..peer.seg(Control::None, b"old") };
+    let old = TcpRepr {
+        timestamp: Some((999, peer.tsecr)),
+        ..peer.seg(Control::None, b"old")
+    };
     assert_eq!(conn.handle_segment(T0, &old), Disposition::Paws);
     assert_eq!(conn.recv_queue(), 3);
     assert!(drain(&mut conn, T0)[0].is_pure_ack());
     // RST segments are exempt from PAWS (§5.3 R1 applies to non-RST segments only).
-    let rst = TcpRepr { timestamp: Some((5, 0)), ..peer.seg_at(Control::Rst, conn.rcv_nxt(), None, b"") };
+    let rst = TcpRepr {
+        timestamp: Some((5, 0)),
+        ..peer.seg_at(Control::Rst, conn.rcv_nxt(), None, b"")
+    };
     assert_eq!(conn.handle_segment(T0, &rst), Disposition::Reset);
 }
 
@@ -657,7 +741,10 @@ fn paws_rejects_old_timestamps_and_echoes_ts_recent() {
 fn missing_timestamp_is_dropped_once_negotiated() {
     // RFC 7323 §3.2: after negotiation, a non-RST segment without TSopt is dropped.
     let (mut conn, peer) = established(&hand_config(true), T0);
-    let bare = TcpRepr { timestamp: None, ..peer.seg(Control::None, b"x") };
+    let bare = TcpRepr {
+        timestamp: None,
+        ..peer.seg(Control::None, b"x")
+    };
     assert_eq!(conn.handle_segment(T0, &bare), Disposition::Paws);
     assert_eq!(conn.recv_queue(), 0);
 }
@@ -687,7 +774,10 @@ fn window_scale_applies_to_non_syn_segments() {
     let syn = drain(&mut conn, T0);
     let mut peer = peer_for(&syn[0]);
     peer.window = 1000;
-    let syn_ack = TcpRepr { window_scale: Some(4), ..peer.seg(Control::Syn, b"") };
+    let syn_ack = TcpRepr {
+        window_scale: Some(4),
+        ..peer.seg(Control::Syn, b"")
+    };
     peer.send(&mut conn, T0, &syn_ack);
     assert_eq!(conn.snd_wnd(), 1000, "SYN window is not scaled");
     let ack = peer.seg(Control::None, b"");
@@ -696,18 +786,33 @@ fn window_scale_applies_to_non_syn_segments() {
     // A shift above 14 is used as 14 (RFC 7323 §2.3).
     let mut conn = Connection::connect(T0, a_tuple(), seed(1), &config);
     drain(&mut conn, T0);
-    conn.handle_segment(T0, &TcpRepr { window_scale: Some(20), ..peer.seg_at(Control::Syn, peer.seq - 1, Some(SeqNumber(2)), b"") });
+    conn.handle_segment(
+        T0,
+        &TcpRepr {
+            window_scale: Some(20),
+            ..peer.seg_at(Control::Syn, peer.seq - 1, Some(SeqNumber(2)), b"")
+        },
+    );
     assert_eq!(conn.window_scaling().map(|w| w.0), Some(14));
 }
 
 #[test]
 fn mss_clamped_to_mtu() {
-    let config = TcpConfig { mtu: 1280, ..hand_config(false) };
+    let config = TcpConfig {
+        mtu: 1280,
+        ..hand_config(false)
+    };
     let mut conn = Connection::connect(T0, a_tuple(), seed(1), &config);
     let syn = drain(&mut conn, T0);
     assert_eq!(syn[0].mss, Some(1240));
     let peer = peer_for(&syn[0]);
-    conn.handle_segment(T0, &TcpRepr { max_seg_size: Some(9000), ..peer.seg(Control::Syn, b"") });
+    conn.handle_segment(
+        T0,
+        &TcpRepr {
+            max_seg_size: Some(9000),
+            ..peer.seg(Control::Syn, b"")
+        },
+    );
     assert_eq!(conn.smss(), 1240);
     // No MSS option: RFC 9293 §3.7.1 default of 536.
     let mut conn = Connection::connect(T0, a_tuple(), seed(1), &config);
@@ -721,18 +826,28 @@ fn mss_clamped_to_mtu() {
 #[test]
 fn delayed_ack_waits_then_fires_and_acks_every_second_segment() {
     // RFC 9293 §3.8.6.3: delay ACKs (< 0.5 s), but ACK at least every second full segment.
-    let config = TcpConfig { delayed_ack: Some(Duration::from_millis(40)), ..hand_config(false) };
+    let config = TcpConfig {
+        delayed_ack: Some(Duration::from_millis(40)),
+        ..hand_config(false)
+    };
     let (mut conn, mut peer) = established(&config, T0);
     let seg = peer.seg(Control::None, &[7; 1000]);
     peer.send(&mut conn, T0, &seg);
-    assert!(drain(&mut conn, T0).is_empty(), "first segment: ACK delayed");
+    assert!(
+        drain(&mut conn, T0).is_empty(),
+        "first segment: ACK delayed"
+    );
     assert_eq!(conn.poll_timeout(), Some(T0 + Duration::from_millis(40)));
     let seg = peer.seg(Control::None, &[7; 1000]);
     peer.send(&mut conn, T0, &seg);
     let out = drain(&mut conn, T0);
     assert_eq!(out.len(), 1, "second full segment: ACK at once");
     assert_eq!(out[0].ack, Some(peer.seq));
-    assert_eq!(conn.poll_timeout(), None, "delayed-ACK timer cancelled by the ACK");
+    assert_eq!(
+        conn.poll_timeout(),
+        None,
+        "delayed-ACK timer cancelled by the ACK"
+    );
     let seg = peer.seg(Control::None, b"small");
     peer.send(&mut conn, T0, &seg);
     assert!(drain(&mut conn, T0).is_empty());
@@ -746,14 +861,20 @@ fn delayed_ack_waits_then_fires_and_acks_every_second_segment() {
 #[test]
 fn nagle_coalesces_small_writes_while_data_is_unacknowledged() {
     // RFC 9293 §3.7.4: hold a small segment while unacknowledged data is outstanding.
-    let config = TcpConfig { nagle: true, ..hand_config(false) };
+    let config = TcpConfig {
+        nagle: true,
+        ..hand_config(false)
+    };
     let (mut conn, mut peer) = established(&config, T0);
     conn.send(b"a").unwrap();
     let out = drain(&mut conn, T0);
     assert_eq!(out.len(), 1, "nothing in flight: sent at once");
     conn.send(b"b").unwrap();
     conn.send(b"c").unwrap();
-    assert!(drain(&mut conn, T0).is_empty(), "held while 'a' is unacknowledged");
+    assert!(
+        drain(&mut conn, T0).is_empty(),
+        "held while 'a' is unacknowledged"
+    );
     peer.absorb(&out);
     let ack = peer.seg(Control::None, b"");
     peer.send(&mut conn, T0, &ack);
@@ -777,7 +898,10 @@ fn zero_window_is_probed_with_backoff_until_it_opens() {
     peer.send(&mut conn, T0, &ack);
     assert_eq!(conn.snd_wnd(), 0);
     conn.send(b"blocked").unwrap();
-    assert!(drain(&mut conn, T0).is_empty(), "window closed: nothing sent");
+    assert!(
+        drain(&mut conn, T0).is_empty(),
+        "window closed: nothing sent"
+    );
     let mut now = T0;
     let mut probe_times = vec![];
     for _ in 0..4 {
@@ -786,7 +910,11 @@ fn zero_window_is_probed_with_backoff_until_it_opens() {
         let out = drain(&mut conn, now);
         assert_eq!(out.len(), 1);
         assert!(out[0].is_pure_ack());
-        assert_eq!(out[0].seq, conn.snd_una() - 1, "probe uses an old sequence number");
+        assert_eq!(
+            out[0].seq,
+            conn.snd_una() - 1,
+            "probe uses an old sequence number"
+        );
         probe_times.push((now - T0).as_millis());
         // The peer answers each probe with its (still zero) window.
         let answer = peer.seg(Control::None, b"");
@@ -839,7 +967,11 @@ fn keepalive_probes_then_times_out() {
 #[test]
 fn keepalive_answer_keeps_connection() {
     let config = TcpConfig {
-        keepalive: Some(engine::tcp::Keepalive { idle: Duration::from_secs(10), interval: Duration::from_secs(1), probes: 2 }),
+        keepalive: Some(engine::tcp::Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            probes: 2,
+        }),
         ..hand_config(false)
     };
     let (mut conn, mut peer) = established(&config, T0);

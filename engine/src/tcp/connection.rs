@@ -195,7 +195,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn new(now: Instant, tuple: FourTuple, seed: ConnectionSeed, config: &TcpConfig, state: State) -> Self {
+    fn new(
+        now: Instant,
+        tuple: FourTuple,
+        seed: ConnectionSeed,
+        config: &TcpConfig,
+        state: State,
+    ) -> Self {
         let params = Params::new(config);
         let rcv_mss = config.effective_mss();
         let mut flags = Flags::default();
@@ -216,7 +222,11 @@ impl Connection {
             snd_wnd: 0,
             max_snd_wnd: 0,
             snd_wscale: 0,
-            rcv_wscale: if config.window_scaling { config.window_scale() } else { 0 },
+            rcv_wscale: if config.window_scaling {
+                config.window_scale()
+            } else {
+                0
+            },
             snd_mss: DEFAULT_MSS.min(params.mtu_mss),
             rcv_mss,
             rcv_seg_max: 0,
@@ -257,7 +267,12 @@ impl Connection {
 
     /// Active open (RFC 9293 §3.10.1): the connection starts in SYN-SENT and its first
     /// [`Connection::poll_transmit`] is the SYN.
-    pub fn connect(now: Instant, tuple: FourTuple, seed: ConnectionSeed, config: &TcpConfig) -> Self {
+    pub fn connect(
+        now: Instant,
+        tuple: FourTuple,
+        seed: ConnectionSeed,
+        config: &TcpConfig,
+    ) -> Self {
         Connection::new(now, tuple, seed, config, State::SynSent)
     }
 
@@ -265,7 +280,13 @@ impl Connection {
     /// the connection starts in SYN-RECEIVED and its first transmission is the SYN-ACK.
     /// `tuple` is seen from this end. Fails with `InvalidState(Closed)` if `syn` is not a
     /// SYN without ACK.
-    pub fn accept(now: Instant, tuple: FourTuple, seed: ConnectionSeed, syn: &TcpRepr<'_>, config: &TcpConfig) -> Result<Self, TcpError> {
+    pub fn accept(
+        now: Instant,
+        tuple: FourTuple,
+        seed: ConnectionSeed,
+        syn: &TcpRepr<'_>,
+        config: &TcpConfig,
+    ) -> Result<Self, TcpError> {
         if syn.control != Control::Syn || syn.ack_number.is_some() {
             return Err(TcpError::InvalidState(State::Closed));
         }
@@ -372,7 +393,9 @@ impl Connection {
         self.snd_mss.saturating_sub(ts).max(1)
     }
     pub fn window_scaling(&self) -> Option<(u8, u8)> {
-        self.flags.has(Flags::WS).then_some((self.snd_wscale, self.rcv_wscale))
+        self.flags
+            .has(Flags::WS)
+            .then_some((self.snd_wscale, self.rcv_wscale))
     }
     pub fn timestamps_enabled(&self) -> bool {
         self.flags.has(Flags::TS)
@@ -521,9 +544,11 @@ impl Connection {
                 self.set_state(State::LastAck);
                 Ok(())
             }
-            State::FinWait1 | State::FinWait2 | State::Closing | State::LastAck | State::TimeWait => {
-                Err(TcpError::Closing)
-            }
+            State::FinWait1
+            | State::FinWait2
+            | State::Closing
+            | State::LastAck
+            | State::TimeWait => Err(TcpError::Closing),
         }
     }
 
@@ -555,10 +580,17 @@ impl Connection {
     pub fn abort(&mut self) {
         if matches!(
             self.state,
-            State::SynReceived | State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
         ) {
             // <SEQ=SND.NXT><CTL=RST>, with the ACK Linux and BSD also send.
-            self.reset = Some(PendingReset { seq: self.snd_max, ack: Some(self.rcv_nxt) });
+            self.reset = Some(PendingReset {
+                seq: self.snd_max,
+                ack: Some(self.rcv_nxt),
+            });
         }
         if self.state != State::Closed {
             self.enter_closed(Some(TcpError::Aborted));
@@ -609,7 +641,8 @@ impl Connection {
         }
         self.assembler.clear();
         self.scoreboard.clear();
-        self.flags.clear(Flags::ACK_NOW | Flags::PROBE | Flags::REXMIT_HEAD);
+        self.flags
+            .clear(Flags::ACK_NOW | Flags::PROBE | Flags::REXMIT_HEAD);
         self.dupacks_owed = 0;
         self.set_state(State::Closed);
     }
@@ -617,7 +650,8 @@ impl Connection {
     pub(super) fn enter_time_wait(&mut self, now: Instant) {
         self.set_state(State::TimeWait);
         // RFC 9293 §3.10.7.4 eighth check: (re)start the 2 MSL timer.
-        self.timers.set(TimerKind::Close, now + self.params.time_wait());
+        self.timers
+            .set(TimerKind::Close, now + self.params.time_wait());
     }
 
     pub(super) fn arm_fin_wait_2(&mut self, now: Instant) {
@@ -686,7 +720,11 @@ impl Connection {
         }
         self.retries = self.retries.saturating_add(1);
         self.stats.timeouts = self.stats.timeouts.saturating_add(1);
-        let limit = if syn_pending { self.params.max_syn_retries } else { self.params.max_retries };
+        let limit = if syn_pending {
+            self.params.max_syn_retries
+        } else {
+            self.params.max_retries
+        };
         if self.retries > limit {
             // RFC 9293 §3.8.3: R2 reached, close the connection.
             self.enter_closed(Some(TcpError::TimedOut));
@@ -720,7 +758,14 @@ impl Connection {
 
     /// RFC 9293 §3.8.6.1: probe a zero window, backing off exponentially.
     fn on_persist_timeout(&mut self, now: Instant) {
-        if !matches!(self.state, State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck) {
+        if !matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        ) {
             return;
         }
         if self.snd_wnd > 0 || self.send.is_empty() {
@@ -734,7 +779,9 @@ impl Connection {
 
     pub(super) fn arm_persist(&mut self, now: Instant) {
         let base = self.rtt.rto();
-        let delay = base.saturating_mul(1 << self.persist_backoff.min(16)).min(Duration::from_secs(60));
+        let delay = base
+            .saturating_mul(1 << self.persist_backoff.min(16))
+            .min(Duration::from_secs(60));
         self.timers.set(TimerKind::Persist, now + delay);
     }
 
@@ -756,7 +803,8 @@ impl Connection {
         }
         self.keepalive_probes += 1;
         self.flags.set(Flags::PROBE);
-        self.timers.set(TimerKind::Keepalive, now + self.params.keepalive_interval());
+        self.timers
+            .set(TimerKind::Keepalive, now + self.params.keepalive_interval());
     }
 }
 

@@ -83,7 +83,10 @@ impl Connection {
     fn closed_segment(&mut self, seg: &TcpRepr<'_>) -> Disposition {
         match reset_for(seg) {
             Some(rst) => {
-                self.reset = Some(PendingReset { seq: rst.seq_number, ack: rst.ack_number });
+                self.reset = Some(PendingReset {
+                    seq: rst.seq_number,
+                    ack: rst.ack_number,
+                });
                 Disposition::Refused
             }
             None => Disposition::Ignored,
@@ -99,7 +102,10 @@ impl Connection {
                 if seg.control == Control::Rst {
                     return Disposition::Ignored;
                 }
-                self.reset = Some(PendingReset { seq: ack, ack: None });
+                self.reset = Some(PendingReset {
+                    seq: ack,
+                    ack: None,
+                });
                 return Disposition::Refused;
             }
         }
@@ -211,12 +217,17 @@ impl Connection {
 
         // RFC 7323 §5.3 R1 (PAWS) and §3.2 (segments without TSopt), before the sequence
         // check. RST segments are exempt.
-        let ts = if self.flags.has(Flags::TS) { seg.timestamp } else { None };
+        let ts = if self.flags.has(Flags::TS) {
+            seg.timestamp
+        } else {
+            None
+        };
         if self.flags.has(Flags::TS) && seg.control != Control::Rst {
             match ts {
                 None => return Disposition::Paws,
                 Some((tsval, _)) => {
-                    if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 && self.ts_recent_valid(now) {
+                    if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 && self.ts_recent_valid(now)
+                    {
                         // "Send an acknowledgment in reply ... and drop the segment."
                         self.challenge_ack(now);
                         return Disposition::Paws;
@@ -309,7 +320,10 @@ impl Connection {
                 }
             } else {
                 // <SEQ=SEG.ACK><CTL=RST>
-                self.reset = Some(PendingReset { seq: ack, ack: None });
+                self.reset = Some(PendingReset {
+                    seq: ack,
+                    ack: None,
+                });
                 return Disposition::Refused;
             }
         }
@@ -358,18 +372,24 @@ impl Connection {
         // Sixth (URG) is not supported: urgent data is delivered in line.
 
         // Seventh: the segment text, trimmed to the window.
-        let (text_seq, text) = if zero_window_allowance { (seq, &[][..]) } else { self.trim_to_window(seg) };
+        let (text_seq, text) = if zero_window_allowance {
+            (seq, &[][..])
+        } else {
+            self.trim_to_window(seg)
+        };
         let payload_end = seq + seg.payload.len() as u32;
         let fin_in_window = seg.control == Control::Fin
             && !zero_window_allowance
             && text_seq + text.len() as u32 == payload_end.max(text_seq);
         if !text.is_empty() {
             match self.state {
-                State::Established | State::FinWait1 | State::FinWait2 => self.receive_text(now, text_seq, text),
+                State::Established | State::FinWait1 | State::FinWait2 => {
+                    self.receive_text(now, text_seq, text)
+                }
                 // The peer already sent its FIN: ignore (RFC 9293 seventh check).
                 _ => {}
             }
-        } else if seg.payload.len() > 0 || zero_window_allowance && seg_len > 0 {
+        } else if !seg.payload.is_empty() || (zero_window_allowance && seg_len > 0) {
             // Nothing new (duplicate or beyond the window): acknowledge at once so the peer
             // learns RCV.NXT.
             self.flags.set(Flags::ACK_NOW);
@@ -401,7 +421,9 @@ impl Connection {
     /// Stores in-window text (RFC 9293 §3.10.7.4 seventh check) and decides on the ACK.
     fn receive_text(&mut self, now: Instant, seq: SeqNumber, text: &[u8]) {
         let len = text.len() as u32;
-        self.rcv_seg_max = self.rcv_seg_max.max(u16::try_from(text.len()).unwrap_or(u16::MAX));
+        self.rcv_seg_max = self
+            .rcv_seg_max
+            .max(u16::try_from(text.len()).unwrap_or(u16::MAX));
         let cap = self.params.recv_buffer as usize;
         let read_closed = self.flags.has(Flags::READ_CLOSED);
         let had_holes = !self.assembler.is_empty();
@@ -505,7 +527,8 @@ impl Connection {
         }
 
         let new_sack = if self.flags.has(Flags::SACK) {
-            self.scoreboard.add_blocks(&seg.sack_ranges, ack.max(self.snd_una), self.snd_max)
+            self.scoreboard
+                .add_blocks(&seg.sack_ranges, ack.max(self.snd_una), self.snd_max)
         } else {
             false
         };
@@ -616,7 +639,8 @@ impl Connection {
     fn enter_recovery(&mut self, now: Instant, mss: u32) {
         let flight = self.snd_max.distance_from(self.snd_una);
         self.recover = self.snd_max;
-        self.flags.set(Flags::RECOVER_SET | Flags::IN_RECOVERY | Flags::REXMIT_HEAD);
+        self.flags
+            .set(Flags::RECOVER_SET | Flags::IN_RECOVERY | Flags::REXMIT_HEAD);
         self.high_rxt = self.snd_una;
         self.cc.on_congestion_event(now, flight, mss);
         if !self.flags.has(Flags::SACK) {
@@ -635,7 +659,11 @@ impl Connection {
     pub(super) fn update_persist(&mut self, now: Instant) {
         let may_send = matches!(
             self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
         );
         let blocked = may_send
             && self.snd_wnd == 0

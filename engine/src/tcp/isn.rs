@@ -55,7 +55,10 @@ impl IsnGenerator {
     }
 
     pub fn seed(&self, now: Instant, tuple: &FourTuple) -> ConnectionSeed {
-        ConnectionSeed { iss: self.isn(now, tuple), ts_offset: self.ts_offset(tuple) }
+        ConnectionSeed {
+            iss: self.isn(now, tuple),
+            ts_offset: self.ts_offset(tuple),
+        }
     }
 }
 

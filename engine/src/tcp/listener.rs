@@ -39,7 +39,11 @@ pub struct ListenerConfig {
 
 impl Default for ListenerConfig {
     fn default() -> Self {
-        ListenerConfig { backlog: 256, accept_backlog: 256, syn_cookies: true }
+        ListenerConfig {
+            backlog: 256,
+            accept_backlog: 256,
+            syn_cookies: true,
+        }
     }
 }
 
@@ -95,7 +99,13 @@ impl Listener {
     /// A listener on `local` (its address may be unspecified, 0.0.0.0, to accept any
     /// destination address). `isn_key` keys ISNs and timestamp offsets (RFC 6528),
     /// `cookie_key` the SYN cookies and the map hash; both come from the caller's RNG.
-    pub fn new(local: SocketAddrV4, config: TcpConfig, limits: ListenerConfig, isn_key: SipKey, cookie_key: SipKey) -> Self {
+    pub fn new(
+        local: SocketAddrV4,
+        config: TcpConfig,
+        limits: ListenerConfig,
+        isn_key: SipKey,
+        cookie_key: SipKey,
+    ) -> Self {
         Listener {
             local,
             config,
@@ -140,9 +150,17 @@ impl Listener {
 
     /// Handles a segment from `tuple.remote` to `tuple.local` (seen from this end) that
     /// matched no established connection in the caller's table.
-    pub fn handle_segment(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr<'_>) -> ListenOutcome {
+    pub fn handle_segment(
+        &mut self,
+        now: Instant,
+        tuple: FourTuple,
+        seg: &TcpRepr<'_>,
+    ) -> ListenOutcome {
         let address_ok = self.local.ip().is_unspecified() || tuple.local.ip() == self.local.ip();
-        if seg.dst_port != self.local.port() || tuple.local.port() != self.local.port() || !address_ok {
+        if seg.dst_port != self.local.port()
+            || tuple.local.port() != self.local.port()
+            || !address_ok
+        {
             return ListenOutcome::Ignored;
         }
         if let Some(conn) = self.conns.get_mut(&tuple) {
@@ -204,7 +222,9 @@ impl Listener {
     /// Moves a connection that became established to the ready queue, and drops one
     /// that closed (RST, or "return to LISTEN", or a handshake timeout).
     fn after_connection_event(&mut self, tuple: FourTuple, was_ready: bool) {
-        let Some(conn) = self.conns.get(&tuple) else { return };
+        let Some(conn) = self.conns.get(&tuple) else {
+            return;
+        };
         if conn.is_closed() {
             if !was_ready && conn.error().is_some() {
                 self.stats.handshake_timeouts += 1;
@@ -224,7 +244,12 @@ impl Listener {
     }
 
     /// The SYN-ACK of a SYN cookie (the options a half-open connection would send).
-    fn cookie_syn_ack(&self, now: Instant, tuple: FourTuple, syn: &TcpRepr<'_>) -> TcpRepr<'static> {
+    fn cookie_syn_ack(
+        &self,
+        now: Instant,
+        tuple: FourTuple,
+        syn: &TcpRepr<'_>,
+    ) -> TcpRepr<'static> {
         let peer_mss = syn.max_seg_size.unwrap_or(super::config::DEFAULT_MSS);
         let iss = self.cookies.encode(now, &tuple, syn.seq_number, peer_mss);
         let sack = self.config.sack && syn.sack_permitted;
@@ -255,7 +280,13 @@ impl Listener {
         }
     }
 
-    fn try_cookie(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr<'_>, ack: SeqNumber) -> Option<ListenOutcome> {
+    fn try_cookie(
+        &mut self,
+        now: Instant,
+        tuple: FourTuple,
+        seg: &TcpRepr<'_>,
+        ack: SeqNumber,
+    ) -> Option<ListenOutcome> {
         if !self.limits.syn_cookies {
             return None;
         }
@@ -270,12 +301,22 @@ impl Listener {
         let (window_scale, sack_permitted) = match (self.config.timestamps, seg.timestamp) {
             (true, Some((_, tsecr))) => {
                 let (ws, sack) = SynCookies::decode_ts(tsecr);
-                (ws.filter(|_| self.config.window_scaling), sack && self.config.sack)
+                (
+                    ws.filter(|_| self.config.window_scaling),
+                    sack && self.config.sack,
+                )
             }
             _ => (None, false),
         };
-        let options = CookieOptions { mss, window_scale, sack_permitted };
-        let seed = ConnectionSeed { iss: ack - 1, ts_offset: self.isn.ts_offset(&tuple) };
+        let options = CookieOptions {
+            mss,
+            window_scale,
+            sack_permitted,
+        };
+        let seed = ConnectionSeed {
+            iss: ack - 1,
+            ts_offset: self.isn.ts_offset(&tuple),
+        };
         let mut conn = Connection::from_cookie(now, tuple, seed, seg, options, &self.config);
         // The completing ACK may carry data and a window: process it as the established
         // connection would.
@@ -289,15 +330,26 @@ impl Listener {
     /// The next segment to send: stateless replies first, then the connections'.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit<'_>> {
         if let Some((tuple, repr)) = self.replies.pop_front() {
-            return Some(Transmit { tuple, repr, payload: [&[], &[]] });
+            return Some(Transmit {
+                tuple,
+                repr,
+                payload: [&[], &[]],
+            });
         }
-        let tuple = self.conns.iter().find(|(_, c)| c.has_pending_output()).map(|(t, _)| *t)?;
+        let tuple = self
+            .conns
+            .iter()
+            .find(|(_, c)| c.has_pending_output())
+            .map(|(t, _)| *t)?;
         self.conns.get_mut(&tuple)?.poll_transmit(now)
     }
 
     /// The earliest deadline of the connections held.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns.values().filter_map(Connection::poll_timeout).min()
+        self.conns
+            .values()
+            .filter_map(Connection::poll_timeout)
+            .min()
     }
 
     /// Runs the connections' timers (SYN-ACK retransmission, handshake timeout).
@@ -309,7 +361,10 @@ impl Listener {
             .map(|(t, _)| *t)
             .collect();
         for tuple in due {
-            let was_ready = self.conns.get(&tuple).is_some_and(|c| c.state() != State::SynReceived);
+            let was_ready = self
+                .conns
+                .get(&tuple)
+                .is_some_and(|c| c.state() != State::SynReceived);
             if let Some(conn) = self.conns.get_mut(&tuple) {
                 conn.handle_timeout(now);
             }
@@ -360,7 +415,9 @@ impl Connection {
     /// listener to find which half-open connection to poll without polling them all).
     pub(super) fn has_pending_output(&self) -> bool {
         self.reset.is_some()
-            || (matches!(self.state, State::SynSent | State::SynReceived) && self.snd_nxt == self.iss)
-            || (self.state.is_synchronized() && (self.flags.has(Flags::ACK_NOW) || self.dupacks_owed > 0))
+            || (matches!(self.state, State::SynSent | State::SynReceived)
+                && self.snd_nxt == self.iss)
+            || (self.state.is_synchronized()
+                && (self.flags.has(Flags::ACK_NOW) || self.dupacks_owed > 0))
     }
 }

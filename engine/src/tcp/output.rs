@@ -159,16 +159,28 @@ impl Connection {
             self.rtt_start = Some(now);
             self.rtt_seq = self.snd_nxt;
         }
-        self.timers.set_if_idle(TimerKind::Retransmit, now + self.rtt.rto());
+        self.timers
+            .set_if_idle(TimerKind::Retransmit, now + self.rtt.rto());
         let ack = (self.state == State::SynReceived).then_some(self.rcv_nxt);
         // RFC 7323 §2.2: the window in a SYN is not scaled.
-        let free = self.params.recv_buffer.saturating_sub(self.recv.len() as u32);
+        let free = self
+            .params
+            .recv_buffer
+            .saturating_sub(self.recv.len() as u32);
         let window = free.min(0xffff) as u16;
         if ack.is_some() {
             self.rcv_adv = self.rcv_adv.max(self.rcv_nxt + u32::from(window));
             self.last_ack_sent = self.rcv_nxt;
         }
-        Plan { seq: self.iss, control: Control::Syn, ack, window, data_offset: 0, data_len: 0, options: true }
+        Plan {
+            seq: self.iss,
+            control: Control::Syn,
+            ack,
+            window,
+            data_offset: 0,
+            data_len: 0,
+            options: true,
+        }
     }
 
     /// The window field to send, committing RCV.WND's new right edge and clearing the
@@ -180,7 +192,11 @@ impl Connection {
         // RFC 9293 §3.8.6.2.2 receiver SWS avoidance: move the right edge only by at
         // least min(buffer / 2, MSS).
         let step = (cap / 2).min(u32::from(self.rcv_mss)).max(1);
-        let mut wnd = if free >= offered.saturating_add(step) { free } else { offered.max(free.min(offered)) };
+        let mut wnd = if free >= offered.saturating_add(step) {
+            free
+        } else {
+            offered.max(free.min(offered))
+        };
         let shift = self.rcv_wscale;
         let max = 0xffffu32 << shift;
         wnd = wnd.min(max);
@@ -215,7 +231,11 @@ impl Connection {
     fn plan_data(&mut self, now: Instant) -> Option<Plan> {
         if !matches!(
             self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
         ) {
             return None;
         }
@@ -244,14 +264,21 @@ impl Connection {
         let mut in_flight = self.snd_nxt.distance_from(self.snd_una);
         if sack_recovery {
             // RFC 6675 §5 step (C): while cwnd - pipe >= 1 SMSS, NextSeg.
-            let pipe = self.scoreboard.pipe(self.snd_una, self.snd_max, self.high_rxt, mss);
+            let pipe = self
+                .scoreboard
+                .pipe(self.snd_una, self.snd_max, self.high_rxt, mss);
             let cwnd = self.cc.cwnd();
             if cwnd < pipe.saturating_add(mss) {
                 return None;
             }
             // Rule 1: a lost, not yet retransmitted hole.
-            if let Some((seq, hole)) = self.scoreboard.next_seg(self.snd_una, self.high_rxt, mss, false) {
-                if let Some(plan) = self.sack_retransmit(now, seq, hole, limit, data_start, data_end) {
+            if let Some((seq, hole)) =
+                self.scoreboard
+                    .next_seg(self.snd_una, self.high_rxt, mss, false)
+            {
+                if let Some(plan) =
+                    self.sack_retransmit(now, seq, hole, limit, data_start, data_end)
+                {
                     return Some(plan);
                 }
             }
@@ -275,7 +302,10 @@ impl Connection {
         if len == 0 && !fin {
             if sack_recovery {
                 // Rule 3: any un-SACKed hole not yet retransmitted.
-                if let Some((seq, hole)) = self.scoreboard.next_seg(self.snd_una, self.high_rxt, mss, true) {
+                if let Some((seq, hole)) =
+                    self.scoreboard
+                        .next_seg(self.snd_una, self.high_rxt, mss, true)
+                {
                     return self.sack_retransmit(now, seq, hole, limit, data_start, data_end);
                 }
             }
@@ -306,7 +336,10 @@ impl Connection {
         data_end: SeqNumber,
     ) -> Option<Plan> {
         let len = hole.min(limit).min(data_end.distance_from(seq));
-        let fin = self.flags.has(Flags::FIN_QUEUED) && seq + len == data_end && self.flags.has(Flags::FIN_SENT) && hole > len;
+        let fin = self.flags.has(Flags::FIN_QUEUED)
+            && seq + len == data_end
+            && self.flags.has(Flags::FIN_SENT)
+            && hole > len;
         if len == 0 && !fin {
             return None;
         }
@@ -316,7 +349,14 @@ impl Connection {
     }
 
     /// Commits a data/FIN segment at `seq`: sequence state, RTT timing, timer.
-    fn commit_data(&mut self, now: Instant, seq: SeqNumber, len: u32, fin: bool, data_start: SeqNumber) -> Plan {
+    fn commit_data(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        len: u32,
+        fin: bool,
+        data_start: SeqNumber,
+    ) -> Plan {
         let end = seq + len + u32::from(fin);
         let is_retransmit = seq.lt(self.snd_max);
         if is_retransmit {
@@ -338,7 +378,8 @@ impl Connection {
             self.flags.set(Flags::FIN_SENT);
         }
         // RFC 6298 §5.1: start the timer if it is not running.
-        self.timers.set_if_idle(TimerKind::Retransmit, now + self.rtt.rto());
+        self.timers
+            .set_if_idle(TimerKind::Retransmit, now + self.rtt.rto());
         let window = self.prepare_ack(now);
         Plan {
             seq,
@@ -355,7 +396,11 @@ impl Connection {
         let syn = plan.control == Control::Syn;
         let ts = self.flags.has(Flags::TS) && plan.options;
         let timestamp = ts.then(|| {
-            let echo = if self.state == State::SynSent && syn { 0 } else { self.ts_recent };
+            let echo = if self.state == State::SynSent && syn {
+                0
+            } else {
+                self.ts_recent
+            };
             (self.ts_now(now), echo)
         });
         let sack_ranges: SackRanges = if plan.options && !syn && self.flags.has(Flags::SACK) {
@@ -381,6 +426,10 @@ impl Connection {
             experimental: None,
             payload: &[],
         };
-        Transmit { tuple: self.tuple, repr, payload: [a, b] }
+        Transmit {
+            tuple: self.tuple,
+            repr,
+            payload: [a, b],
+        }
     }
 }

@@ -16,7 +16,11 @@ pub struct RingBuffer {
 
 impl RingBuffer {
     pub fn new() -> Self {
-        RingBuffer { storage: Box::default(), head: 0, len: 0 }
+        RingBuffer {
+            storage: Box::default(),
+            head: 0,
+            len: 0,
+        }
     }
 
     /// Bytes held (contiguous from the head).
@@ -49,7 +53,10 @@ impl RingBuffer {
         if total <= cap {
             return cap;
         }
-        let want = total.max(MIN_ALLOCATION).next_power_of_two().min(max.max(total.min(max)));
+        let want = total
+            .max(MIN_ALLOCATION)
+            .next_power_of_two()
+            .min(max.max(total.min(max)));
         if want <= cap {
             return cap;
         }
@@ -114,7 +121,10 @@ impl RingBuffer {
         let cap = self.storage.len();
         let start = self.index(offset);
         let first = len.min(cap - start);
-        (&self.storage[start..start + first], &self.storage[..len - first])
+        (
+            &self.storage[start..start + first],
+            &self.storage[..len - first],
+        )
     }
 
     /// Drops `n` bytes from the head.

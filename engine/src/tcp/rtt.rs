@@ -60,7 +60,10 @@ impl RttEstimator {
         }
         let var = self.rttvar_us.saturating_mul(K).max(GRANULARITY_US);
         // §2.4 (lower bound, configurable) and §2.5 (upper bound).
-        self.rto_us = self.srtt_us.saturating_add(var).clamp(self.min_rto_us, self.max_rto_us);
+        self.rto_us = self
+            .srtt_us
+            .saturating_add(var)
+            .clamp(self.min_rto_us, self.max_rto_us);
         self.backoff = 0;
     }
 
@@ -82,7 +85,8 @@ impl RttEstimator {
 
     /// The smoothed RTT, if any sample was taken.
     pub fn srtt(&self) -> Option<Duration> {
-        self.has_sample.then(|| Duration::from_micros(u64::from(self.srtt_us)))
+        self.has_sample
+            .then(|| Duration::from_micros(u64::from(self.srtt_us)))
     }
 
     pub fn rttvar(&self) -> Duration {
@@ -99,7 +103,11 @@ mod tests {
     use super::*;
 
     fn est() -> RttEstimator {
-        RttEstimator::new(Duration::from_secs(1), Duration::from_millis(200), Duration::from_secs(60))
+        RttEstimator::new(
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+            Duration::from_secs(60),
+        )
     }
 
     #[test]

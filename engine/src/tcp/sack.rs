@@ -46,7 +46,12 @@ impl Scoreboard {
     /// Adds the blocks of one ACK. Blocks not strictly within `(snd_una, snd_max]` are
     /// ignored (RFC 2018 §8, and D-SACK blocks below SND.UNA). Returns whether any byte
     /// was newly SACKed.
-    pub fn add_blocks(&mut self, blocks: &SackRanges, snd_una: SeqNumber, snd_max: SeqNumber) -> bool {
+    pub fn add_blocks(
+        &mut self,
+        blocks: &SackRanges,
+        snd_una: SeqNumber,
+        snd_max: SeqNumber,
+    ) -> bool {
         let before = self.sacked_bytes();
         for &(left, right) in blocks.iter().flatten() {
             if !left.lt(right) || !left.gt(snd_una) || right.gt(snd_max) {
@@ -146,13 +151,23 @@ impl Scoreboard {
             let above = &ranges[i..];
             let bytes: u32 = above.iter().map(|&(s, e)| e.distance_from(s)).sum();
             let lost = above.len() as u32 >= DUP_THRESH || bytes > (DUP_THRESH - 1) * mss;
-            Some(Hole { start, end: s, lost })
+            Some(Hole {
+                start,
+                end: s,
+                lost,
+            })
         })
     }
 
     /// RFC 6675 §4 SetPipe: bytes estimated in flight. Un-SACKed bytes count once unless
     /// lost, and once more if retransmitted (below `high_rxt`).
-    pub fn pipe(&self, snd_una: SeqNumber, snd_max: SeqNumber, high_rxt: SeqNumber, mss: u32) -> u32 {
+    pub fn pipe(
+        &self,
+        snd_una: SeqNumber,
+        snd_max: SeqNumber,
+        high_rxt: SeqNumber,
+        mss: u32,
+    ) -> u32 {
         let retransmitted = |start: SeqNumber, end: SeqNumber| -> u32 {
             let end = end.min(high_rxt);
             end.distance_from(start)
@@ -178,7 +193,13 @@ impl Scoreboard {
     /// un-SACKed range at or above `high_rxt` that is lost, else (rule 3) the first
     /// un-SACKed range at or above `high_rxt` below the highest SACKed byte. Returns the
     /// start and the length available before the next SACKed byte.
-    pub fn next_seg(&self, snd_una: SeqNumber, high_rxt: SeqNumber, mss: u32, allow_rule3: bool) -> Option<(SeqNumber, u32)> {
+    pub fn next_seg(
+        &self,
+        snd_una: SeqNumber,
+        high_rxt: SeqNumber,
+        mss: u32,
+        allow_rule3: bool,
+    ) -> Option<(SeqNumber, u32)> {
         let mut rule3 = None;
         for hole in self.holes(snd_una, mss) {
             let start = hole.start.max(high_rxt);
@@ -223,7 +244,11 @@ mod tests {
     fn ignores_invalid_blocks() {
         let mut sb = Scoreboard::default();
         // Below SND.UNA (D-SACK), beyond SND.MAX, empty.
-        assert!(!sb.add_blocks(&blocks(&[(50, 100), (900, 1100), (500, 500)]), s(100), s(1000)));
+        assert!(!sb.add_blocks(
+            &blocks(&[(50, 100), (900, 1100), (500, 500)]),
+            s(100),
+            s(1000)
+        ));
         assert!(sb.is_empty());
         assert!(sb.add_blocks(&blocks(&[(200, 300)]), s(100), s(1000)));
         assert!(!sb.add_blocks(&blocks(&[(200, 300)]), s(100), s(1000)));

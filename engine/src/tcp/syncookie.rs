@@ -65,7 +65,13 @@ impl SynCookies {
     }
 
     /// Our ISN for a SYN from `tuple.remote` with ISN `peer_isn` and MSS `mss`.
-    pub fn encode(&self, now: Instant, tuple: &FourTuple, peer_isn: SeqNumber, mss: u16) -> SeqNumber {
+    pub fn encode(
+        &self,
+        now: Instant,
+        tuple: &FourTuple,
+        peer_isn: SeqNumber,
+        mss: u16,
+    ) -> SeqNumber {
         let t = counter(now);
         let index = Self::mss_index(mss);
         SeqNumber(((t & 0x1f) << 27) | (index << 24) | self.hash(tuple, peer_isn, t, index))
@@ -73,15 +79,24 @@ impl SynCookies {
 
     /// Checks the cookie acknowledged by `ack` (our ISN + 1) for the peer ISN `seq - 1`.
     /// Returns the MSS it encodes.
-    pub fn decode(&self, now: Instant, tuple: &FourTuple, seq: SeqNumber, ack: SeqNumber) -> Option<u16> {
+    pub fn decode(
+        &self,
+        now: Instant,
+        tuple: &FourTuple,
+        seq: SeqNumber,
+        ack: SeqNumber,
+    ) -> Option<u16> {
         let cookie = (ack - 1).0;
         let peer_isn = seq - 1;
         let t_bits = cookie >> 27;
         let index = (cookie >> 24) & 0x7;
         let now_t = counter(now);
         // The current and the previous period.
-        let t = [now_t, now_t.wrapping_sub(1)].into_iter().find(|t| t & 0x1f == t_bits)?;
-        (self.hash(tuple, peer_isn, t, index) == cookie & 0x00ff_ffff).then(|| MSS_TABLE[index as usize])
+        let t = [now_t, now_t.wrapping_sub(1)]
+            .into_iter()
+            .find(|t| t & 0x1f == t_bits)?;
+        (self.hash(tuple, peer_isn, t, index) == cookie & 0x00ff_ffff)
+            .then(|| MSS_TABLE[index as usize])
     }
 
     /// Our TSval for a cookie SYN-ACK: the timestamp clock `ts_clock` with its low bits
@@ -136,13 +151,34 @@ mod tests {
         let now = Instant::from_millis(5_000);
         let peer = SeqNumber(777);
         let iss = c.encode(now, &tuple(), peer, 1400);
-        assert_eq!(c.decode(now, &tuple(), peer + 2, iss + 1), None, "other peer ISN");
-        assert_eq!(c.decode(now, &tuple(), peer + 1, iss + 2), None, "other cookie");
-        assert_eq!(c.decode(now, &tuple().reversed(), peer + 1, iss + 1), None, "other tuple");
+        assert_eq!(
+            c.decode(now, &tuple(), peer + 2, iss + 1),
+            None,
+            "other peer ISN"
+        );
+        assert_eq!(
+            c.decode(now, &tuple(), peer + 1, iss + 2),
+            None,
+            "other cookie"
+        );
+        assert_eq!(
+            c.decode(now, &tuple().reversed(), peer + 1, iss + 1),
+            None,
+            "other tuple"
+        );
         let other = SynCookies::new(SipKey([2; 16]));
-        assert_eq!(other.decode(now, &tuple(), peer + 1, iss + 1), None, "other key");
+        assert_eq!(
+            other.decode(now, &tuple(), peer + 1, iss + 1),
+            None,
+            "other key"
+        );
         // A blind guess succeeds with probability 2^-24: none of 1000 guesses does.
-        let hits = (0..1000u32).filter(|i| c.decode(now, &tuple(), peer + 1, SeqNumber(i * 4_000_037)).is_some()).count();
+        let hits = (0..1000u32)
+            .filter(|i| {
+                c.decode(now, &tuple(), peer + 1, SeqNumber(i * 4_000_037))
+                    .is_some()
+            })
+            .count();
         assert_eq!(hits, 0);
     }
 

@@ -100,8 +100,14 @@ mod tests {
         assert_eq!(t.get(TimerKind::Retransmit), Some(Instant::from_millis(10)));
         assert_eq!(t.next(), Some(Instant::from_millis(10)));
         assert_eq!(t.pop_expired(Instant::from_millis(9)), None);
-        assert_eq!(t.pop_expired(Instant::from_millis(40)), Some(TimerKind::Retransmit));
-        assert_eq!(t.pop_expired(Instant::from_millis(40)), Some(TimerKind::Keepalive));
+        assert_eq!(
+            t.pop_expired(Instant::from_millis(40)),
+            Some(TimerKind::Retransmit)
+        );
+        assert_eq!(
+            t.pop_expired(Instant::from_millis(40)),
+            Some(TimerKind::Keepalive)
+        );
         assert_eq!(t.pop_expired(Instant::from_millis(40)), None);
     }
 }

@@ -434,7 +434,7 @@ impl<'a> TcpOptions<'a> {
                 _ => return Err(Error::Malformed),
             },
             option_kind::SACK => {
-                if data.is_empty() || data.len() % 8 != 0 || data.len() > 32 {
+                if data.is_empty() || !data.len().is_multiple_of(8) || data.len() > 32 {
                     return Err(Error::Malformed);
                 }
                 let mut ranges: SackRanges = [None; 4];
@@ -495,7 +495,7 @@ pub enum Control {
 
 impl Control {
     /// The sequence space the flag occupies (RFC 9293 §3.4: SYN and FIN count as one).
-    pub const fn len(self) -> u32 {
+    pub const fn seq_len(self) -> u32 {
         match self {
             Control::Syn | Control::Fin => 1,
             Control::None | Control::Rst => 0,
@@ -673,7 +673,7 @@ impl<'a> TcpRepr<'a> {
     /// The sequence space the segment occupies: payload plus SYN or FIN.
     pub fn segment_len(&self) -> u32 {
         // A payload is at most 64 KiB: a u32 holds it.
-        (self.payload.len() as u32).wrapping_add(self.control.len())
+        (self.payload.len() as u32).wrapping_add(self.control.seq_len())
     }
 
     /// The flag bits this Repr emits.

@@ -19,7 +19,10 @@ pub fn a_tuple() -> FourTuple {
 }
 
 pub fn seed(iss: u32) -> ConnectionSeed {
-    ConnectionSeed { iss: SeqNumber(iss), ts_offset: iss.wrapping_mul(7) }
+    ConnectionSeed {
+        iss: SeqNumber(iss),
+        ts_offset: iss.wrapping_mul(7),
+    }
 }
 
 /// Serialises a transmit to bytes, checking that emit and parse agree.
@@ -66,7 +69,14 @@ impl Pair {
         let syn = a.poll_transmit(now).expect("SYN");
         let bytes = to_bytes(&syn);
         let repr = parse(&bytes, *A_ADDR.ip(), *B_ADDR.ip());
-        let b = Connection::accept(now, a_tuple().reversed(), seed(u32::MAX - 5_000), &repr, config_b).expect("accept");
+        let b = Connection::accept(
+            now,
+            a_tuple().reversed(),
+            seed(u32::MAX - 5_000),
+            &repr,
+            config_b,
+        )
+        .expect("accept");
         Pair {
             a,
             b,
@@ -84,7 +94,9 @@ impl Pair {
         for to_b in [true, false] {
             loop {
                 let conn = if to_b { &mut self.a } else { &mut self.b };
-                let Some(t) = conn.poll_transmit(self.now) else { break };
+                let Some(t) = conn.poll_transmit(self.now) else {
+                    break;
+                };
                 let bytes = to_bytes(&t);
                 let (src, dst) = (t.src_ip(), t.dst_ip());
                 let repr = parse(&bytes, src, dst);
@@ -93,13 +105,23 @@ impl Pair {
                 self.sent[dir] += 1;
                 let drop = (self.drop_rule)(to_b, n, &repr);
                 if self.log {
-                    eprintln!("{:>10}us {} {} {}", self.now.as_micros(), if to_b { "A>B" } else { "B>A" }, if drop { "DROP" } else { "    " }, repr);
+                    eprintln!(
+                        "{:>10}us {} {} {}",
+                        self.now.as_micros(),
+                        if to_b { "A>B" } else { "B>A" },
+                        if drop { "DROP" } else { "    " },
+                        repr
+                    );
                 }
                 if drop {
                     self.dropped[dir] += 1;
                     continue;
                 }
-                self.wire.push_back(Flight { at: self.now + self.delay, to_b, bytes });
+                self.wire.push_back(Flight {
+                    at: self.now + self.delay,
+                    to_b,
+                    bytes,
+                });
             }
         }
     }
@@ -109,7 +131,10 @@ impl Pair {
     pub fn step(&mut self) -> bool {
         self.flush();
         let next_wire = self.wire.iter().map(|f| f.at).min();
-        let next_timer = [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().min();
+        let next_timer = [self.a.poll_timeout(), self.b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         let Some(next) = [next_wire, next_timer].into_iter().flatten().min() else {
             return false;
         };
@@ -125,7 +150,13 @@ impl Pair {
             let repr = parse(&f.bytes, src, dst);
             let d = conn.handle_segment(self.now, &repr);
             if self.log && d != engine::tcp::Disposition::Accepted {
-                eprintln!("{:>10}us {} {:?} {}", self.now.as_micros(), if f.to_b { "at B" } else { "at A" }, d, repr);
+                eprintln!(
+                    "{:>10}us {} {:?} {}",
+                    self.now.as_micros(),
+                    if f.to_b { "at B" } else { "at A" },
+                    d,
+                    repr
+                );
             }
         }
         self.a.handle_timeout(self.now);
@@ -196,7 +227,9 @@ pub struct Seg {
 
 impl Seg {
     pub fn is_pure_ack(&self) -> bool {
-        self.control == engine::wire::tcp::Control::None && self.payload.is_empty() && self.ack.is_some()
+        self.control == engine::wire::tcp::Control::None
+            && self.payload.is_empty()
+            && self.ack.is_some()
     }
 }
 
@@ -204,7 +237,9 @@ impl Seg {
 pub fn drain(conn: &mut Connection, now: Instant) -> Vec<Seg> {
     let mut out = vec![];
     for _ in 0..10_000 {
-        let Some(t) = conn.poll_transmit(now) else { break };
+        let Some(t) = conn.poll_transmit(now) else {
+            break;
+        };
         let bytes = to_bytes(&t);
         let r = parse(&bytes, t.src_ip(), t.dst_ip());
         out.push(Seg {
@@ -239,7 +274,11 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn seg(&self, control: engine::wire::tcp::Control, payload: &'static [u8]) -> TcpRepr<'static> {
+    pub fn seg(
+        &self,
+        control: engine::wire::tcp::Control,
+        payload: &'static [u8],
+    ) -> TcpRepr<'static> {
         TcpRepr {
             src_port: B_ADDR.port(),
             dst_port: A_ADDR.port(),
@@ -254,15 +293,30 @@ impl Peer {
     }
 
     /// A segment with explicit sequence and acknowledgment numbers.
-    pub fn seg_at(&self, control: engine::wire::tcp::Control, seq: SeqNumber, ack: Option<SeqNumber>, payload: &'static [u8]) -> TcpRepr<'static> {
-        TcpRepr { seq_number: seq, ack_number: ack, ..self.seg(control, payload) }
+    pub fn seg_at(
+        &self,
+        control: engine::wire::tcp::Control,
+        seq: SeqNumber,
+        ack: Option<SeqNumber>,
+        payload: &'static [u8],
+    ) -> TcpRepr<'static> {
+        TcpRepr {
+            seq_number: seq,
+            ack_number: ack,
+            ..self.seg(control, payload)
+        }
     }
 
     /// Sends `seg` to `conn` and advances the peer's sequence number over it.
-    pub fn send(&mut self, conn: &mut Connection, now: Instant, seg: &TcpRepr<'_>) -> engine::tcp::Disposition {
+    pub fn send(
+        &mut self,
+        conn: &mut Connection,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+    ) -> engine::tcp::Disposition {
         let d = conn.handle_segment(now, seg);
         if seg.seq_number == self.seq {
-            self.seq = self.seq + seg.segment_len();
+            self.seq += seg.segment_len();
         }
         if let Some(v) = self.tsval.as_mut() {
             *v = v.wrapping_add(1);
@@ -274,9 +328,12 @@ impl Peer {
     pub fn absorb(&mut self, segs: &[Seg]) {
         for s in segs {
             let len = s.payload.len() as u32
-                + u32::from(matches!(s.control, engine::wire::tcp::Control::Syn | engine::wire::tcp::Control::Fin));
+                + u32::from(matches!(
+                    s.control,
+                    engine::wire::tcp::Control::Syn | engine::wire::tcp::Control::Fin
+                ));
             if s.seq == self.ack {
-                self.ack = self.ack + len;
+                self.ack += len;
             }
             if let Some((v, _)) = s.timestamp {
                 self.tsecr = v;

@@ -63,7 +63,11 @@ impl Cubic {
         let cwnd_seg = self.cwnd / seg;
         // §4.7 fast convergence: a window below the previous W_max means the available
         // bandwidth shrank; release more of it.
-        self.w_max = if cwnd_seg < self.w_max { cwnd_seg * (1.0 + BETA) / 2.0 } else { cwnd_seg };
+        self.w_max = if cwnd_seg < self.w_max {
+            cwnd_seg * (1.0 + BETA) / 2.0
+        } else {
+            cwnd_seg
+        };
         self.cwnd_prior = cwnd_seg;
         // §4.6: ssthresh = cwnd * β, at least 2 segments.
         let ssthresh = (self.cwnd * BETA).max(2.0 * seg);
@@ -108,14 +112,20 @@ impl CongestionControl for Cubic {
         if self.epoch_start.is_none() {
             self.start_epoch(now, mss);
         }
-        let Some(epoch) = self.epoch_start else { return };
+        let Some(epoch) = self.epoch_start else {
+            return;
+        };
         let cwnd_seg = self.cwnd / seg;
         let acked_seg = f64::from(acked) / seg;
         let rtt = srtt.unwrap_or(Duration::from_millis(100)).as_secs_f64();
         let t = (now - epoch).as_secs_f64();
 
         // §4.3 Reno-friendly estimate: α_cubic until W_est reaches cwnd_prior, then 1.
-        let alpha = if self.w_est >= self.cwnd_prior { 1.0 } else { ALPHA };
+        let alpha = if self.w_est >= self.cwnd_prior {
+            1.0
+        } else {
+            ALPHA
+        };
         self.w_est += alpha * acked_seg / cwnd_seg;
 
         if self.w_cubic(t) < self.w_est {
@@ -189,7 +199,10 @@ mod tests {
         // beyond W_max afterwards.
         assert!(history.windows(2).all(|w| w[1] >= w[0]), "{history:?}");
         let at_k = history[41];
-        assert!((95..=102).contains(&at_k), "cwnd at K = {at_k}, {history:?}");
+        assert!(
+            (95..=102).contains(&at_k),
+            "cwnd at K = {at_k}, {history:?}"
+        );
         let early_growth = history[10] - history[0];
         let plateau_growth = history[45] - history[37];
         assert!(plateau_growth < early_growth, "{history:?}");

@@ -100,7 +100,8 @@ impl CongestionControl for Congestion {
         self.inner_mut().on_congestion_event(now, flight_size, mss)
     }
     fn on_retransmit_timeout(&mut self, now: Instant, flight_size: u32, mss: u32) {
-        self.inner_mut().on_retransmit_timeout(now, flight_size, mss)
+        self.inner_mut()
+            .on_retransmit_timeout(now, flight_size, mss)
     }
     fn on_recovery_exit(&mut self, now: Instant, mss: u32) {
         self.inner_mut().on_recovery_exit(now, mss)

@@ -16,7 +16,11 @@ pub struct NewReno {
 impl NewReno {
     pub fn new(mss: u32) -> Self {
         // RFC 5681 §3.1: ssthresh SHOULD be set arbitrarily high initially.
-        NewReno { cwnd: initial_window(mss), ssthresh: u32::MAX, bytes_acked: 0 }
+        NewReno {
+            cwnd: initial_window(mss),
+            ssthresh: u32::MAX,
+            bytes_acked: 0,
+        }
     }
 }
 
@@ -39,7 +43,10 @@ impl CongestionControl for NewReno {
     fn on_ack(&mut self, _now: Instant, acked: u32, mss: u32, _srtt: Option<Duration>) {
         if self.cwnd < self.ssthresh {
             // Slow start (RFC 5681 §3.1, with byte counting: see `slow_start_increase`).
-            self.cwnd = self.cwnd.saturating_add(slow_start_increase(acked, mss)).min(self.ssthresh.max(self.cwnd));
+            self.cwnd = self
+                .cwnd
+                .saturating_add(slow_start_increase(acked, mss))
+                .min(self.ssthresh.max(self.cwnd));
         } else {
             // Congestion avoidance: one SMSS per cwnd of acknowledged bytes.
             self.bytes_acked = self.bytes_acked.saturating_add(acked);
