@@ -113,6 +113,35 @@ fn one_megabyte_each_way_clean() {
     assert!(at_a == b_data, "B->A bytes differ");
     assert_eq!(pair.a.stats().retransmits, 0);
     assert_eq!(pair.b.stats().retransmits, 0);
+    eprintln!(
+        "clean 1 MB each way: {} ms virtual, {:?} segments",
+        pair.now.as_millis(),
+        pair.sent
+    );
+    // 2 ms RTT, 256 KiB windows: slow start then window-limited, well under 100 ms.
+    assert!(
+        pair.now.as_millis() < 100,
+        "took {} ms",
+        pair.now.as_millis()
+    );
+}
+
+#[test]
+fn reordering_and_duplication_with_loss_stay_byte_exact() {
+    for seed in [1u64, 2, 3] {
+        let config = TcpConfig::default();
+        let mut pair = Pair::new(&config, &config, Duration::from_millis(2));
+        let mut jitter = Rng(seed * 31);
+        pair.jitter = Box::new(move || Duration::from_micros(jitter.next_u64() % 3_000));
+        let mut dup = Rng(seed * 17);
+        pair.duplicate = Box::new(move || dup.chance(0.02));
+        let mut loss = Rng(seed);
+        pair.drop_rule = Box::new(move |_, _, _| loss.chance(0.01));
+        let a_data = pattern(512 * 1024, seed);
+        let b_data = pattern(512 * 1024, seed + 9);
+        let (at_a, at_b) = transfer(&mut pair, &a_data, &b_data, Duration::from_secs(600));
+        assert!(at_b == a_data && at_a == b_data, "seed {seed}");
+    }
 }
 
 fn lossy_config(algorithm: CongestionAlgorithm, sack: bool) -> TcpConfig {
@@ -253,4 +282,54 @@ fn connection_times_out_when_peer_vanishes() {
         .a
         .take_events()
         .contains(Events::ERROR | Events::CLOSED));
+}
+
+#[test]
+fn slow_reader_closes_and_reopens_the_window() {
+    // The receiver reads in small bites at long intervals: the sender hits a zero window,
+    // probes it (RFC 9293 §3.8.6.1), and resumes when window updates arrive.
+    let config = TcpConfig {
+        recv_buffer: 16 * 1024,
+        send_buffer: 64 * 1024,
+        ..TcpConfig::default()
+    };
+    let mut pair = Pair::new(&config, &config, Duration::from_millis(1));
+    let data = pattern(200 * 1024, 77);
+    let mut sent = 0;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 3000];
+    let mut zero_window_seen = false;
+    // The reader sleeps for the first 2 s: the 16 KiB window fills and closes.
+    let mut next_read = pair.now + Duration::from_secs(2);
+    let end = pair.now + Duration::from_secs(600);
+    while got.len() < data.len() && pair.now < end {
+        let p = &mut pair;
+        if p.a.is_established() && sent < data.len() {
+            sent += p.a.send(&data[sent..]).unwrap_or(0);
+        }
+        zero_window_seen |= p.a.is_established() && p.a.snd_wnd() == 0;
+        if p.now >= next_read {
+            if let Ok(n) = p.b.recv(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+            next_read = p.now + Duration::from_millis(50);
+        }
+        // The reader's schedule is not a connection timer: jump to it when idle.
+        let next_event = [
+            p.a.poll_timeout(),
+            p.b.poll_timeout(),
+            p.wire.iter().map(|f| f.at).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if next_event.is_none_or(|t| t > next_read) {
+            p.now = next_read;
+        }
+        p.step();
+    }
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+    assert!(zero_window_seen, "the window never closed");
+    assert_eq!(pair.a.error(), None);
 }

@@ -53,6 +53,9 @@ impl Flags {
     pub const PROBE: u32 = 1 << 11;
     /// The recovery point `recover` of RFC 6582 holds a value.
     pub const RECOVER_SET: u32 = 1 << 12;
+    /// The sender-SWS override timeout fired (RFC 9293 §3.8.6.2.1): send what the window
+    /// allows even if it is short.
+    pub const FORCE: u32 = 1 << 13;
 
     pub fn has(self, bit: u32) -> bool {
         self.0 & bit != 0
@@ -768,11 +771,17 @@ impl Connection {
         ) {
             return;
         }
-        if self.snd_wnd > 0 || self.send.is_empty() {
+        if self.send.is_empty() {
             self.persist_backoff = 0;
             return;
         }
-        self.flags.set(Flags::PROBE);
+        // A zero window is probed; a window too small for the queued data is used anyway
+        // (the override timeout of sender SWS avoidance, §3.8.6.2.1).
+        if self.snd_wnd > 0 {
+            self.flags.set(Flags::FORCE);
+        } else {
+            self.flags.set(Flags::PROBE);
+        }
         self.persist_backoff = self.persist_backoff.saturating_add(1).min(16);
         self.arm_persist(now);
     }

@@ -665,10 +665,14 @@ impl Connection {
                 | State::Closing
                 | State::LastAck
         );
-        let blocked = may_send
-            && self.snd_wnd == 0
-            && self.snd_una == self.snd_max
-            && (self.send_data_start() + self.send.len() as u32).gt(self.snd_nxt);
+        // Nothing in flight (so no ACK will come to clock data out) and the window is too
+        // small for the queued data: zero, or short of a segment (sender SWS avoidance
+        // would wait for ever without the override timeout of §3.8.6.2.1).
+        let unsent = (self.send_data_start() + self.send.len() as u32).distance_from(self.snd_nxt);
+        let wnd_room = (self.snd_wl2 + self.snd_wnd).distance_from(self.snd_nxt);
+        let full = u32::from(self.smss());
+        let blocked =
+            may_send && self.snd_una == self.snd_max && unsent > 0 && wnd_room < unsent.min(full);
         if blocked {
             if !self.timers.is_set(TimerKind::Persist) {
                 self.arm_persist(now);

@@ -319,7 +319,7 @@ impl Connection {
             let idle = self.snd_una == self.snd_max;
             let push = all_queued && (!self.params.nagle || idle);
             let half_window = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2;
-            if !(push || half_window) {
+            if !(push || half_window || self.flags.has(Flags::FORCE)) {
                 return None;
             }
         }
@@ -359,6 +359,7 @@ impl Connection {
     ) -> Plan {
         let end = seq + len + u32::from(fin);
         let is_retransmit = seq.lt(self.snd_max);
+        self.flags.clear(Flags::FORCE);
         if is_retransmit {
             self.stats.retransmits = self.stats.retransmits.saturating_add(1);
             // Karn: a timed segment that is sent again gives no sample.

@@ -59,6 +59,10 @@ pub struct Pair {
     pub sent: [u64; 2],
     pub dropped: [u64; 2],
     pub log: bool,
+    /// Extra one-way delay per segment (reordering when it varies).
+    pub jitter: Box<dyn FnMut() -> Duration>,
+    /// Whether to deliver a segment twice.
+    pub duplicate: Box<dyn FnMut() -> bool>,
 }
 
 impl Pair {
@@ -87,6 +91,8 @@ impl Pair {
             sent: [0; 2],
             dropped: [0; 2],
             log: std::env::var_os("TCP_LOG").is_some(),
+            jitter: Box::new(|| Duration::ZERO),
+            duplicate: Box::new(|| false),
         }
     }
 
