@@ -1022,3 +1022,58 @@ fn rto_backs_off_and_retransmits_earliest_unacknowledged() {
     assert_eq!(out.len(), 2);
     assert_eq!(conn.stats().timeouts, 3);
 }
+
+#[test]
+fn time_wait_accepts_only_newer_syns() {
+    // RFC 1122 §4.2.2.13 / RFC 6191: reopen from TIME-WAIT only for a newer SYN.
+    for timestamps in [false, true] {
+        let (mut conn, mut peer) = established(&hand_config(timestamps), T0);
+        conn.close().unwrap();
+        let out = drain(&mut conn, T0);
+        peer.absorb(&out);
+        let fin = peer.seg(Control::Fin, b"");
+        peer.send(&mut conn, T0, &fin);
+        assert_eq!(conn.state(), State::TimeWait);
+        let syn = |seq: SeqNumber, ts: Option<(u32, u32)>| TcpRepr {
+            timestamp: ts,
+            ..peer.seg_at(Control::Syn, seq, None, b"")
+        };
+        let newer_ts = peer.tsval.map(|v| (v + 1000, 0));
+        let older_ts = peer.tsval.map(|v| (v.wrapping_sub(1000), 0));
+        assert!(conn.time_wait_accepts_syn(&syn(conn.rcv_nxt() + 100_000, newer_ts)));
+        if timestamps {
+            // With timestamps the timestamp decides, whatever the sequence number.
+            assert!(!conn.time_wait_accepts_syn(&syn(conn.rcv_nxt() + 100_000, older_ts)));
+            assert!(conn.time_wait_accepts_syn(&syn(conn.rcv_nxt() - 5, newer_ts)));
+        } else {
+            assert!(!conn.time_wait_accepts_syn(&syn(conn.rcv_nxt() - 5, None)));
+        }
+        // Not a SYN, or not in TIME-WAIT: no.
+        assert!(!conn.time_wait_accepts_syn(&peer.seg(Control::None, b"")));
+        let (est, _) = established(&hand_config(timestamps), T0);
+        assert!(!est.time_wait_accepts_syn(&syn(est.rcv_nxt() + 100_000, newer_ts)));
+    }
+}
+
+#[test]
+fn idle_connection_holds_no_buffer_memory() {
+    // Buffers are allocated only while they hold data.
+    let (mut conn, mut peer) = established(&hand_config(false), T0);
+    assert_eq!(conn.buffer_memory(), 0);
+    conn.send(&[1; 5000]).unwrap();
+    let data = peer.seg(Control::None, b"incoming");
+    peer.send(&mut conn, T0, &data);
+    assert!(conn.buffer_memory() > 0);
+    let out = drain(&mut conn, T0);
+    peer.absorb(&out);
+    let ack = peer.seg(Control::None, b"");
+    peer.send(&mut conn, T0, &ack);
+    assert_eq!(conn.send_queue(), 0);
+    let mut buf = [0u8; 64];
+    assert_eq!(conn.recv(&mut buf), Ok(8));
+    assert_eq!(conn.buffer_memory(), 0);
+    println!(
+        "size_of::<Connection>() = {}",
+        core::mem::size_of::<Connection>()
+    );
+}

@@ -458,6 +458,27 @@ impl Connection {
         self.send.allocated() + self.recv.allocated()
     }
 
+    /// The highest sequence number sent plus one.
+    pub fn snd_max(&self) -> SeqNumber {
+        self.snd_max
+    }
+
+    /// Whether a new SYN for this 4-tuple may reopen the connection from TIME-WAIT
+    /// (RFC 1122 §4.2.2.13, RFC 6191): its timestamp is newer than TS.Recent or, without
+    /// timestamps, its sequence number is beyond RCV.NXT. The owner then drops this value
+    /// and lets the listener create the new connection; RFC 6528 ISNs (a clock term plus a
+    /// fixed hash per 4-tuple) keep the new ISN above this incarnation's sequence space.
+    pub fn time_wait_accepts_syn(&self, syn: &TcpRepr<'_>) -> bool {
+        if self.state != State::TimeWait || syn.control != Control::Syn || syn.ack_number.is_some()
+        {
+            return false;
+        }
+        match (self.flags.has(Flags::TS), syn.timestamp) {
+            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => syn.seq_number.gt(self.rcv_nxt),
+        }
+    }
+
     /// Takes the events accumulated since the last call.
     pub fn take_events(&mut self) -> Events {
         core::mem::take(&mut self.events)

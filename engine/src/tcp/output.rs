@@ -286,6 +286,13 @@ impl Connection {
             // Rule 2 is the new-data path below; rule 3 follows it.
         }
 
+        // Going back after a timeout: skip what the receiver has SACKed since.
+        while self.snd_nxt.lt(self.snd_max) {
+            match self.scoreboard.sacked_until(self.snd_nxt) {
+                Some(end) => self.snd_nxt = end.min(self.snd_max),
+                None => break,
+            }
+        }
         let seq = self.snd_nxt;
         let mut cwnd = self.cc.cwnd();
         if !self.flags.has(Flags::IN_RECOVERY) && (1..=2).contains(&self.dupacks) {
@@ -294,11 +301,17 @@ impl Connection {
         }
         let cwnd_room = cwnd.saturating_sub(in_flight);
         let wnd_room = (self.snd_wl2 + self.snd_wnd).distance_from(seq);
-        let avail = data_end.distance_from(seq);
-        let len = avail.min(limit).min(cwnd_room).min(wnd_room);
         let is_retransmit = seq.lt(self.snd_max);
+        let mut avail = data_end.distance_from(seq);
+        if is_retransmit {
+            // Do not resend bytes the receiver holds.
+            if let Some(sacked) = self.scoreboard.next_sacked_after(seq) {
+                avail = avail.min(sacked.distance_from(seq));
+            }
+        }
+        let len = avail.min(limit).min(cwnd_room).min(wnd_room);
         // The FIN rides on the segment that reaches the end of the data.
-        let fin = fin_queued && len == avail && seq.le(data_end);
+        let fin = fin_queued && seq.le(data_end) && seq + len == data_end;
         if len == 0 && !fin {
             if sack_recovery {
                 // Rule 3: any un-SACKed hole not yet retransmitted.

@@ -122,6 +122,19 @@ impl Scoreboard {
         self.ranges().iter().any(|&(s, e)| seq.in_range(s, e))
     }
 
+    /// The end of the SACKed range holding `seq`, if any.
+    pub fn sacked_until(&self, seq: SeqNumber) -> Option<SeqNumber> {
+        self.ranges()
+            .iter()
+            .find(|&&(s, e)| seq.in_range(s, e))
+            .map(|r| r.1)
+    }
+
+    /// The start of the first SACKed range above `seq`, if any.
+    pub fn next_sacked_after(&self, seq: SeqNumber) -> Option<SeqNumber> {
+        self.ranges().iter().map(|r| r.0).find(|s| s.gt(seq))
+    }
+
     /// RFC 6675 §4 IsLost: DupThresh discontiguous SACKed ranges, or more than
     /// (DupThresh - 1) * SMSS SACKed bytes, lie above `seq`.
     pub fn is_lost(&self, seq: SeqNumber, mss: u32) -> bool {
