@@ -255,6 +255,26 @@ impl Interface {
         self.arp_cache.lookup(ip, now)
     }
 
+    /// Learns or refreshes `ip` -> `mac` from an IP packet that `ip` sent us directly (a
+    /// neighbour on our network), so that replies need no ARP round trip. Group
+    /// addresses are ignored.
+    pub fn learn_neighbour(&mut self, ip: Ipv4Addr, mac: EthernetAddress, now: Instant) {
+        if !mac.is_unicast() {
+            return;
+        }
+        if self.arp_cache.lookup(ip, now) == Some(mac) {
+            return;
+        }
+        match self.arp_cache.merge(ip, mac, now, true) {
+            ArpMerge::Learned { evicted } => {
+                self.counters.arp_entries_learned += 1;
+                self.counters.arp_entries_evicted += evicted as u64;
+            }
+            ArpMerge::Refreshed => self.counters.arp_entries_refreshed += 1,
+            ArpMerge::Ignored => {}
+        }
+    }
+
     /// Processes one received frame (Ethernet header first), possibly rewriting it in
     /// place into a reply. Drops are counted here. Never panics, whatever the bytes.
     pub fn process(&mut self, now: Instant, frame: &mut [u8]) -> Verdict {

@@ -13,6 +13,7 @@ pub mod iface;
 pub mod poll;
 pub mod port;
 pub mod sim;
+pub mod stack;
 pub mod stats;
 pub mod steer;
 pub mod table;

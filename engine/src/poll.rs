@@ -1,24 +1,29 @@
-//! The run-to-completion poll loop of one engine core, generic over the [`Port`] and the
-//! [`Clock`].
+//! The run-to-completion poll loop of one engine core, generic over the [`Port`], the
+//! [`App`] and the [`Clock`].
 //!
-//! One poll: receive a burst, run each frame through the [`Interface`], collect the frames
-//! rewritten into replies, send them as one burst, retry what the port did not take a
-//! bounded number of times, and drop (free) and count the rest. Between polls with no work
-//! the loop idles according to an [`IdleStrategy`]. The loop owns its port and interface;
-//! it allocates nothing per packet (the burst vectors are reused) and never prints: what a
-//! caller should report is exposed as state ([`Engine::interrupt_fell_back`]).
-//!
-//! TCP is not attached yet: segments for us are dropped and counted as
-//! [`DropReason::TcpNotHandled`].
+//! One poll: receive a burst and run each frame through the [`Stack`] (ARP and ICMP
+//! replies are rewritten in place; TCP segments go to their connections; segments of
+//! flows another core owns are handed back for steering), fire due timers, deliver the
+//! connections' events to the application, collect every segment to send, send it all
+//! as one burst, retry what the port did not take a bounded number of times, and drop
+//! (free) and count the rest. Between polls with no work the loop idles according to an
+//! [`IdleStrategy`], never past the stack's next timer. The loop allocates nothing per
+//! packet (the burst vectors are reused) and never prints: what a caller should report
+//! is exposed as state ([`Engine::interrupt_fell_back`]).
 use core::fmt;
 use core::net::Ipv4Addr;
 use core::str::FromStr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::iface::{Interface, Verdict, ARP_FRAME_LEN};
+use crate::flow::FourTuple;
+use crate::iface::{Interface, ARP_FRAME_LEN};
 use crate::port::{Frame, IdleSupport, Port};
+use crate::stack::{App, NoApp, Received, Stack, StackConfig, StackKeys};
 use crate::stats::{Counters, DropReason};
 use crate::time::{Clock, Duration, Instant};
+
+/// How often the loop looks for connections waiting on an ARP resolution.
+const ARP_RETRY: Duration = Duration::from_millis(200);
 
 /// Most frames received or sent per burst.
 pub const BURST_SIZE: usize = 32;
@@ -83,34 +88,77 @@ impl FromStr for IdleStrategy {
     }
 }
 
-/// One core's poll loop: a port, the interface, and the reusable burst vectors.
-pub struct Engine<P: Port> {
+/// Where frames of flows this core does not own go (software steering between cores).
+pub trait Steer<F> {
+    /// Hands `frame` (a TCP segment of `tuple`) to the core that owns the flow. Returns
+    /// the frame if that is impossible (queue full); the loop then drops and counts it.
+    fn forward(&mut self, tuple: &FourTuple, frame: F) -> Result<(), F>;
+    /// Appends frames other cores handed to this one.
+    fn receive(&mut self, out: &mut Vec<F>, max: usize) -> usize;
+}
+
+/// No other cores: nothing is ever forwarded.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoSteer;
+
+impl<F> Steer<F> for NoSteer {
+    fn forward(&mut self, _: &FourTuple, frame: F) -> Result<(), F> {
+        Err(frame)
+    }
+    fn receive(&mut self, _: &mut Vec<F>, _: usize) -> usize {
+        0
+    }
+}
+
+/// One core's poll loop: a port, the stack, the application, and the reusable burst
+/// vectors.
+pub struct Engine<P: Port, A: App = NoApp, S: Steer<P::Frame> = NoSteer> {
     port: P,
-    iface: Interface,
+    stack: Stack,
+    app: A,
+    steer: S,
     /// Received frames of the current burst; empty between polls.
     rx: Vec<P::Frame>,
     /// Frames to send in the current burst; empty between polls.
     tx: Vec<P::Frame>,
     interrupt_fell_back: bool,
+    next_arp_check: Instant,
+    /// Frames handed to other cores, and frames they handed here.
+    pub steered_out: u64,
+    pub steered_in: u64,
 }
 
-impl<P: Port> fmt::Debug for Engine<P> {
+impl<P: Port, A: App, S: Steer<P::Frame>> fmt::Debug for Engine<P, A, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
-            .field("iface", &self.iface)
+            .field("stack", &self.stack)
             .field("interrupt_fell_back", &self.interrupt_fell_back)
             .finish_non_exhaustive()
     }
 }
 
 impl<P: Port> Engine<P> {
+    /// An engine that answers ARP and ping only (no application, fixed hash keys: there
+    /// are no listeners whose state a peer could steer).
     pub fn new(port: P, iface: Interface) -> Engine<P> {
+        let stack = Stack::new(iface, StackConfig::default(), StackKeys::from_seed(0));
+        Engine::with_app(port, stack, NoApp, NoSteer)
+    }
+}
+
+impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
+    pub fn with_app(port: P, stack: Stack, app: A, steer: S) -> Engine<P, A, S> {
         Engine {
             port,
-            iface,
+            stack,
+            app,
+            steer,
             rx: Vec::with_capacity(BURST_SIZE),
             tx: Vec::with_capacity(BURST_SIZE),
             interrupt_fell_back: false,
+            next_arp_check: Instant::ZERO,
+            steered_out: 0,
+            steered_in: 0,
         }
     }
 
@@ -123,49 +171,108 @@ impl<P: Port> Engine<P> {
     }
 
     pub fn iface(&self) -> &Interface {
-        &self.iface
+        self.stack.iface()
     }
 
     pub fn iface_mut(&mut self) -> &mut Interface {
-        &mut self.iface
+        self.stack.iface_mut()
+    }
+
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    pub fn stack_mut(&mut self) -> &mut Stack {
+        &mut self.stack
+    }
+
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+
+    /// Runs `f` with the application and a context on the stack (to listen, connect, or
+    /// write from outside an event), then sends what it queued.
+    pub fn with_ctx<T>(&mut self, now: Instant, f: impl FnOnce(&mut A, &mut crate::stack::Ctx<'_>) -> T) -> T {
+        let r = {
+            let mut cx = crate::stack::Ctx::new(&mut self.stack, now);
+            f(&mut self.app, &mut cx)
+        };
+        self.stack.dispatch(now, &mut self.app);
+        self.transmit(now);
+        r
     }
 
     pub fn counters(&self) -> &Counters {
-        self.iface.counters()
+        self.stack.counters()
     }
 
     /// Gives back the port and the interface.
     pub fn into_parts(self) -> (P, Interface) {
-        (self.port, self.iface)
+        let iface = self.stack.iface().clone();
+        (self.port, iface)
     }
 
-    /// Runs one poll at `now`: receive a burst, process it, send the replies. Returns the
-    /// number of frames received.
+    /// Runs one poll at `now`: receive a burst (from the port and from other cores),
+    /// process it, fire timers, run the application, send. Returns the number of frames
+    /// received.
     pub fn poll_once(&mut self, now: Instant) -> usize {
         self.port.recv_burst(&mut self.rx, BURST_SIZE);
+        let from_port = self.rx.len();
+        let steered = self.steer.receive(&mut self.rx, BURST_SIZE);
+        self.steered_in += steered as u64;
         let mut received = 0;
-        for mut frame in self.rx.drain(..) {
+        for (i, mut frame) in self.rx.drain(..).enumerate() {
             received += 1;
-            let counters = self.iface.counters_mut();
-            counters.rx_packets += 1;
-            counters.rx_bytes += frame.data().len() as u64;
-            match self.iface.process(now, frame.data_mut()) {
-                Verdict::Transmit(len) => {
+            if i < from_port {
+                let counters = self.stack.counters_mut();
+                counters.rx_packets += 1;
+                counters.rx_bytes += frame.data().len() as u64;
+            }
+            match self.stack.receive(now, frame.data_mut()) {
+                Received::Reply(len) => {
                     if frame.set_len(len) {
                         self.tx.push(frame);
                     } else {
                         // Unreachable: a reply is never longer than the frame it was built
                         // in. Counted rather than assumed.
-                        self.iface.counters_mut().drop(DropReason::NoBuffers);
+                        self.stack.count_drop(DropReason::NoBuffers);
                     }
                 }
-                Verdict::Tcp { .. } => self.iface.counters_mut().drop(DropReason::TcpNotHandled),
-                // Already counted by the interface. The frame is freed on drop.
-                Verdict::Consumed | Verdict::Drop(_) => {}
+                Received::NotOurs(tuple) => {
+                    if i >= from_port {
+                        // Another core sent it here as its owner: never bounce it back.
+                        self.stack.count_drop(DropReason::SteerLoop);
+                    } else if let Err(_frame) = self.steer.forward(&tuple, frame) {
+                        self.stack.count_drop(DropReason::SteerQueueFull);
+                    } else {
+                        self.steered_out += 1;
+                    }
+                }
+                // Used, or dropped and counted by the stack. The frame is freed on drop.
+                Received::Done => {}
             }
         }
-        self.flush_tx();
+        self.stack.handle_timers(now);
+        self.stack.dispatch(now, &mut self.app);
+        self.transmit(now);
+        if now >= self.next_arp_check {
+            self.next_arp_check = now + ARP_RETRY;
+            for ip in self.stack.unresolved(now) {
+                self.send_arp_request(ip);
+            }
+        }
         received
+    }
+
+    /// Collects every pending segment and sends it with the replies.
+    fn transmit(&mut self, now: Instant) {
+        let port = &mut self.port;
+        self.stack.transmit(now, &mut |len| port.alloc(len), &mut self.tx);
+        self.flush_tx();
     }
 
     /// Sends `self.tx`, calling `send_burst` at most [`TX_ATTEMPTS`] times; drops and counts
@@ -176,12 +283,12 @@ impl<P: Port> Engine<P> {
             attempts += 1;
             let (frames_before, bytes_before) = (self.tx.len(), bytes(&self.tx));
             self.port.send_burst(&mut self.tx);
-            let counters = self.iface.counters_mut();
+            let counters = self.stack.counters_mut();
             counters.tx_packets += frames_before.saturating_sub(self.tx.len()) as u64;
             counters.tx_bytes += bytes_before.saturating_sub(bytes(&self.tx));
         }
         if !self.tx.is_empty() {
-            self.iface
+            self.stack
                 .counters_mut()
                 .drop_n(DropReason::TxRingFull, self.tx.len() as u64);
             self.tx.clear();
@@ -192,18 +299,18 @@ impl<P: Port> Engine<P> {
     /// Returns whether the port took it; failures are counted.
     fn send_built(&mut self, len: usize, build: impl FnOnce(&Interface, &mut [u8])) -> bool {
         let Some(mut frame) = self.port.alloc(len) else {
-            self.iface.counters_mut().drop(DropReason::NoBuffers);
+            self.stack.count_drop(DropReason::NoBuffers);
             return false;
         };
         if !frame.set_len(len) {
-            self.iface.counters_mut().drop(DropReason::NoBuffers);
+            self.stack.count_drop(DropReason::NoBuffers);
             return false;
         }
-        build(&self.iface, frame.data_mut());
-        let dropped_before = self.iface.counters().dropped(DropReason::TxRingFull);
+        build(self.stack.iface(), frame.data_mut());
+        let dropped_before = self.stack.counters().dropped(DropReason::TxRingFull);
         self.tx.push(frame);
         self.flush_tx();
-        self.iface.counters().dropped(DropReason::TxRingFull) == dropped_before
+        self.stack.counters().dropped(DropReason::TxRingFull) == dropped_before
     }
 
     /// Broadcasts a gratuitous ARP for our address (after start-up, or when the address
@@ -263,12 +370,13 @@ impl<P: Port> Engine<P> {
         }
         let mut empty_polls: u32 = 0;
         let mut sleep = SLEEP_MIN;
-        let mut next_report = clock.now() + every;
+        let mut next_report: Option<Instant> = None;
         while !stop.load(Ordering::Acquire) {
             let now = clock.now();
-            if now >= next_report {
+            let next_report = next_report.get_or_insert(now + every);
+            if now >= *next_report {
                 report(self);
-                next_report = now + every;
+                *next_report = now + every;
             }
             if self.poll_once(now) > 0 {
                 empty_polls = 0;
@@ -279,14 +387,24 @@ impl<P: Port> Engine<P> {
             if empty_polls < EMPTY_POLLS_BEFORE_IDLE {
                 continue;
             }
+            // Never idle past the next timer (or the next report).
+            let until_timer = self
+                .stack
+                .poll_timeout()
+                .map_or(Duration::MAX, |d| d.saturating_duration_since(now))
+                .min(next_report.saturating_duration_since(now));
             match strategy {
                 IdleStrategy::Spin => core::hint::spin_loop(),
                 IdleStrategy::Sleep => {
-                    std::thread::sleep(sleep);
+                    std::thread::sleep(sleep.min(until_timer));
                     sleep = (sleep * 2).min(SLEEP_MAX);
                 }
                 IdleStrategy::Interrupt => {
-                    if !self.port.wait_rx(INTERRUPT_WAIT.min(every)) {
+                    let wait = INTERRUPT_WAIT.min(until_timer);
+                    if wait.is_zero() {
+                        continue;
+                    }
+                    if !self.port.wait_rx(wait) {
                         // Waiting failed: sleep from now on rather than fail every time.
                         self.interrupt_fell_back = true;
                         strategy = IdleStrategy::Sleep;

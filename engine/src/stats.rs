@@ -85,6 +85,15 @@ drop_reasons! {
     IpProtocolUnsupported => "ip_protocol_unsupported",
     /// A TCP segment for us while no TCP layer is attached.
     TcpNotHandled => "tcp_not_handled",
+    /// A TCP segment shorter than its header, with a bad data offset, bad options, port 0,
+    /// or SYN with RST or FIN.
+    TcpMalformed => "tcp_malformed",
+    /// A TCP segment whose checksum does not match.
+    TcpBadChecksum => "tcp_bad_checksum",
+    /// A segment of a flow another core owns could not be handed over: its queue was full.
+    SteerQueueFull => "steer_queue_full",
+    /// A segment handed over by another core belongs to neither (ownership disagrees).
+    SteerLoop => "steer_loop",
     /// The port did not take the frame after bounded retries.
     TxRingFull => "tx_ring_full",
     /// No frame buffer could be allocated for a frame we meant to send.

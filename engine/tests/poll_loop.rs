@@ -201,7 +201,8 @@ fn ping_and_arp_are_answered_in_one_poll() {
     assert_eq!((c.tx_packets, c.tx_bytes), (2, tx_bytes as u64));
     assert_eq!((c.arp_replies_sent, c.icmp_echo_replies_sent), (1, 1));
     assert_eq!(c.dropped(DropReason::EthTruncated), 1);
-    assert_eq!(c.dropped(DropReason::TcpNotHandled), 1);
+    // An all-zero TCP header (data offset 0) is malformed.
+    assert_eq!(c.dropped(DropReason::TcpMalformed), 1);
     assert_eq!(c.total_dropped(), 2);
     assert_eq!(
         engine.iface().arp_lookup(PEER_IP, Instant::from_millis(5)),

@@ -1,0 +1,175 @@
+//! The application API: event-driven, per core, inline on the core that owns the
+//! connection.
+//!
+//! An [`App`] is called with an [`Event`] for a connection and a [`Ctx`] through which it
+//! reads, writes, closes, opens and listens. Nothing blocks: a write takes what the send
+//! buffer has room for and [`Event::Writable`] says when more fits; a read takes what has
+//! arrived. Each core runs its own instance of the application (see `poll::Engine`).
+//!
+//! ```
+//! use engine::stack::{App, ConnId, Ctx, Event};
+//!
+//! /// Echoes every byte back, and closes when the peer does.
+//! #[derive(Default)]
+//! struct Echo;
+//!
+//! impl App for Echo {
+//!     fn on_event(&mut self, cx: &mut Ctx<'_>, conn: ConnId, event: Event) {
+//!         match event {
+//!             Event::Readable | Event::Writable => {
+//!                 // Read only what the send buffer can take: back-pressure.
+//!                 let room = cx.send_capacity(conn);
+//!                 let mut buf = [0u8; 4096];
+//!                 let n = cx.recv(conn, &mut buf[..room.min(4096)]).unwrap_or(0);
+//!                 let _ = cx.send(conn, &buf[..n]);
+//!             }
+//!             Event::PeerClosed => {
+//!                 let _ = cx.close(conn);
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! ```
+use core::net::SocketAddrV4;
+
+use super::{ConnId, Stack, StackError};
+use crate::tcp::{Shutdown, State, TcpError};
+use crate::time::Instant;
+
+/// Something that happened to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A passive open completed on the listener of this local port.
+    Accepted { local_port: u16 },
+    /// An active open ([`Ctx::connect`]) completed.
+    Connected,
+    /// Data (or the end of the stream) can be read.
+    Readable,
+    /// Send buffer space opened up after a write did not fit.
+    Writable,
+    /// The peer closed its direction: no data follows what is buffered.
+    PeerClosed,
+    /// The connection is gone (closed normally, reset, or timed out). Its id is invalid
+    /// after this event; the application frees whatever it kept for it.
+    Closed { error: Option<TcpError> },
+}
+
+/// An application running on the engine.
+pub trait App {
+    /// Called for each event of each connection of this core, in arrival order.
+    fn on_event(&mut self, cx: &mut Ctx<'_>, conn: ConnId, event: Event);
+
+    /// Called once per poll after events, with the current time (for applications that
+    /// run their own timers). Optional.
+    fn on_poll(&mut self, cx: &mut Ctx<'_>) {
+        let _ = cx;
+    }
+}
+
+/// The application that serves nothing (the engine then answers ARP and ping only).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoApp;
+
+impl App for NoApp {
+    fn on_event(&mut self, _: &mut Ctx<'_>, _: ConnId, _: Event) {}
+}
+
+/// What an application may do, during a callback.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    pub(super) stack: &'a mut Stack,
+    pub(super) now: Instant,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context over `stack` at `now`, for drivers that call applications themselves.
+    pub fn new(stack: &'a mut Stack, now: Instant) -> Ctx<'a> {
+        Ctx { stack, now }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Listens on `port` of the stack's address.
+    pub fn listen(&mut self, port: u16) -> Result<(), StackError> {
+        self.stack.listen(port)
+    }
+
+    /// Opens a connection to `remote`; [`Event::Connected`] follows, or
+    /// [`Event::Closed`] with an error.
+    pub fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId, StackError> {
+        self.stack.connect(self.now, remote)
+    }
+
+    /// Reads into `buf`; Ok(0) when nothing is buffered (or the stream ended).
+    pub fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, StackError> {
+        self.stack.with_conn(conn, |c| c.recv(buf).map_err(StackError::Tcp))
+    }
+
+    /// Reads without copying: `f` sees contiguous buffered bytes and returns how many it
+    /// consumed.
+    pub fn recv_with(&mut self, conn: ConnId, f: impl FnOnce(&[u8]) -> usize) -> Result<usize, StackError> {
+        self.stack.with_conn(conn, |c| c.recv_with(f).map_err(StackError::Tcp))
+    }
+
+    /// Queues as much of `data` as fits; returns the count. When it is less than
+    /// `data.len()`, [`Event::Writable`] comes once room opens up.
+    pub fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, StackError> {
+        self.stack.with_conn(conn, |c| c.send(data).map_err(StackError::Tcp))
+    }
+
+    /// Bytes [`Ctx::send`] would take now.
+    pub fn send_capacity(&self, conn: ConnId) -> usize {
+        self.stack.conn(conn).map_or(0, |c| c.send_capacity().saturating_sub(c.send_queue()))
+    }
+
+    /// Bytes buffered for reading.
+    pub fn recv_queue(&self, conn: ConnId) -> usize {
+        self.stack.conn(conn).map_or(0, |c| c.recv_queue())
+    }
+
+    /// Whether the peer has closed its direction.
+    pub fn peer_closed(&self, conn: ConnId) -> bool {
+        self.stack.conn(conn).is_some_and(|c| c.peer_closed())
+    }
+
+    pub fn state(&self, conn: ConnId) -> Option<State> {
+        self.stack.conn(conn).map(|c| c.state())
+    }
+
+    /// The connection's remote endpoint.
+    pub fn remote(&self, conn: ConnId) -> Option<SocketAddrV4> {
+        self.stack.conn(conn).map(|c| c.remote())
+    }
+
+    /// Closes our direction after the queued data (FIN); reading goes on until the peer
+    /// closes too.
+    pub fn close(&mut self, conn: ConnId) -> Result<(), StackError> {
+        self.stack.with_conn(conn, |c| c.close().map_err(StackError::Tcp))
+    }
+
+    /// Half-closes: see [`Shutdown`].
+    pub fn shutdown(&mut self, conn: ConnId, how: Shutdown) -> Result<(), StackError> {
+        let now = self.now;
+        self.stack.with_conn(conn, |c| c.shutdown(how, now).map_err(StackError::Tcp))
+    }
+
+    /// Resets the connection at once (RST), discarding buffered data.
+    pub fn abort(&mut self, conn: ConnId) -> Result<(), StackError> {
+        self.stack.with_conn(conn, |c| {
+            c.abort();
+            Ok(())
+        })
+    }
+
+    /// The application's word for this connection (0 until set).
+    pub fn user_data(&self, conn: ConnId) -> u64 {
+        self.stack.user_data(conn)
+    }
+
+    pub fn set_user_data(&mut self, conn: ConnId, value: u64) {
+        self.stack.set_user_data(conn, value);
+    }
+}
