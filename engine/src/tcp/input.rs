@@ -263,8 +263,15 @@ impl Connection {
                 return Disposition::Accepted;
             }
             if seg.control != Control::Rst {
-                // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate limited against ACK storms.
-                self.challenge_ack(now);
+                // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. A duplicate with data always gets
+                // it (a sender going back after a timeout learns RCV.NXT from it); an
+                // empty segment only within the challenge-ACK budget, so that two
+                // confused ends cannot ping-pong ACKs for ever.
+                if seg.payload.is_empty() {
+                    self.challenge_ack(now);
+                } else {
+                    self.flags.set(Flags::ACK_NOW);
+                }
             }
             return Disposition::OutOfWindow;
         }

@@ -8,6 +8,50 @@
 //! caller. A connection is a plain value (`Send + Clone`) that can be captured and moved.
 //!
 //! IPv4/Ethernet framing and the connection tables are the caller's.
+//!
+//! # Driving a connection
+//!
+//! ```
+//! use core::net::{Ipv4Addr, SocketAddrV4};
+//! use engine::flow::FourTuple;
+//! use engine::tcp::{Connection, IsnGenerator, Listener, ListenerConfig, SipKey, TcpConfig};
+//! use engine::time::Instant;
+//! use engine::wire::tcp::{TcpPacket, TcpRepr};
+//! use engine::wire::ChecksumCaps;
+//!
+//! let caps = ChecksumCaps::default();
+//! let client_addr = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
+//! let server_addr = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
+//! let config = TcpConfig::default();
+//! let now = Instant::ZERO;
+//!
+//! // Keys come from the caller's RNG; the TCP layer draws no random numbers.
+//! let mut listener = Listener::new(server_addr, config, ListenerConfig::default(), SipKey([1; 16]), SipKey([2; 16]));
+//! let tuple = FourTuple::new(client_addr, server_addr);
+//! let seed = IsnGenerator::new(SipKey([3; 16])).seed(now, &tuple);
+//! let mut client = Connection::connect(now, tuple, seed, &config);
+//!
+//! // The poll loop: emit each segment into a frame buffer, parse it at the other end.
+//! let mut frame = [0u8; 1500];
+//! for _ in 0..3 {
+//!     while let Some(t) = client.poll_transmit(now) {
+//!         let len = t.emit(&mut frame, &caps).unwrap();
+//!         let packet = TcpPacket::new_checked(&frame[..len]).unwrap();
+//!         let repr = TcpRepr::parse(&packet, *client_addr.ip(), *server_addr.ip(), &caps).unwrap();
+//!         listener.handle_segment(now, tuple.reversed(), &repr);
+//!     }
+//!     while let Some(t) = listener.poll_transmit(now) {
+//!         let len = t.emit(&mut frame, &caps).unwrap();
+//!         let packet = TcpPacket::new_checked(&frame[..len]).unwrap();
+//!         let repr = TcpRepr::parse(&packet, *server_addr.ip(), *client_addr.ip(), &caps).unwrap();
+//!         client.handle_segment(now, &repr);
+//!     }
+//! }
+//! let server = listener.accept().expect("handshake done");
+//! assert!(client.is_established() && server.is_established());
+//! // From here: send/recv/close on each side, poll_transmit after every call and input,
+//! // handle_timeout(now) when now reaches poll_timeout().
+//! ```
 pub mod assembler;
 pub mod config;
 pub mod congestion;
