@@ -5,6 +5,7 @@
 //! clear line before DPDK starts, and [`cli`] is the command line users and scripts run.
 #![deny(unsafe_code)]
 
+pub mod apps;
 pub mod cli;
 pub mod ctl;
 pub mod dpdk_port;

@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use dpdk_sys::{Eal, EalArgs, Mempool, Port, PortConfig};
 use engine::iface::{IfaceConfig, Interface};
-use engine::poll::{Engine, IdleStrategy};
+use engine::poll::{Engine, IdleStrategy, NoSteer};
+use engine::stack::{App, NoApp, Stack, StackConfig, StackKeys};
+use engine::tcp::State;
+use engine::time::Clock;
 use engine::time::{Duration, MonotonicClock};
 use engine::wire::ChecksumCaps;
 
-use crate::cli::{ServeArgs, EXIT_FAILURE, EXIT_USAGE};
+use crate::apps::{AnyApp, Discard, Echo};
+use crate::cli::{AppName, ServeArgs, EXIT_FAILURE, EXIT_USAGE};
 use crate::ctl::{ControlServer, StatsBoard};
 use crate::dpdk_port::DpdkQueue;
 use crate::preflight;
@@ -37,9 +41,10 @@ pub fn eal_args(args: &ServeArgs) -> EalArgs {
 }
 
 pub fn serve(args: &ServeArgs) -> i32 {
-    if let Some(app) = args.app {
+    if matches!(args.app, Some(AppName::Http | AppName::Iperf3)) {
         return usage_error(format_args!(
-            "--app {app:?} is not available in this build: the engine answers ARP and ping only until the TCP layer is joined to the port"
+            "--app {:?} is not available in this build yet (echo and discard are)",
+            args.app.unwrap_or(AppName::Echo)
         ));
     }
     let eal_args = eal_args(args);
@@ -129,6 +134,7 @@ fn run_port(args: &ServeArgs, eal: &Eal, stop: &AtomicBool, board: &StatsBoard) 
         idle_name(idle),
     );
 
+    let mtu = engine::port::Port::mtu(&queue);
     let iface = Interface::new(IfaceConfig {
         mac,
         cidr: args.ip,
@@ -136,24 +142,37 @@ fn run_port(args: &ServeArgs, eal: &Eal, stop: &AtomicBool, board: &StatsBoard) 
         arp_cache_size: 1024,
         arp_entry_ttl: Duration::from_secs(60),
     });
-    let mut engine = Engine::new(queue, iface);
+    let mut config = StackConfig::default();
+    config.tcp.mtu = u16::try_from(mtu).unwrap_or(1500);
+    let stack = Stack::new(iface, config, StackKeys::from_seed(random_seed()));
+    let app = match args.app {
+        None => None,
+        Some(AppName::Echo) => Some(AnyApp::Echo(Echo::default())),
+        Some(AppName::Discard) => Some(AnyApp::Discard(Discard::default())),
+        Some(other) => return usage_error(format_args!("--app {other:?} is not available")),
+    };
     let clock = MonotonicClock::new();
     let lcore = dpdk_sys::lcore_id().unwrap_or(0);
-    engine.run_with(&clock, stop, idle, STATS_EVERY, |e| {
-        board.publish(0, |snap| {
-            snap.lcore = lcore;
-            snap.counters.clone_from(e.counters());
-            snap.extra = vec![("mbufs_in_use", u64::from(pool.in_use()))];
-        })
-    });
+    let counters = match app {
+        Some(app) => {
+            let port_no = args.port.or(args.app.map(AppName::default_port)).unwrap_or(0);
+            let mut engine = Engine::with_app(queue, stack, app, NoSteer);
+            if let Err(e) = engine.with_ctx(clock.now(), |app, cx| app.start(cx, port_no)) {
+                return usage_error(format_args!("cannot listen on port {port_no}: {e}"));
+            }
+            run_core(&mut engine, &clock, stop, idle, board, 0, lcore, &pool)
+        }
+        None => {
+            let mut engine = Engine::with_app(queue, stack, NoApp, NoSteer);
+            run_core(&mut engine, &clock, stop, idle, board, 0, lcore, &pool)
+        }
+    };
 
-    let counters = engine.counters().clone();
-    drop(engine);
     // Closing the port frees the mbufs its rx ring holds; only then is in_use a leak count.
     drop(port);
     let leaked = pool.in_use();
     println!("migratory: stopped; counters:");
-    for (name, value) in counters.iter().filter(|&(_, v)| v != 0) {
+    for (name, value) in counters.iter().filter(|&(_, v)| *v != 0) {
         println!("  {name}: {value}");
     }
     println!("  mbufs_in_use_at_exit: {leaked}");
@@ -162,6 +181,74 @@ fn run_port(args: &ServeArgs, eal: &Eal, stop: &AtomicBool, board: &StatsBoard) 
         return EXIT_FAILURE;
     }
     0
+}
+
+/// Runs one core's engine until `stop`, publishing its figures to `board` slot `index`.
+/// Returns the final figures (counters, then TCP counters and connection states).
+#[allow(clippy::too_many_arguments)]
+fn run_core<P: engine::port::Port, A: App>(
+    engine: &mut Engine<P, A, NoSteer>,
+    clock: &MonotonicClock,
+    stop: &AtomicBool,
+    idle: IdleStrategy,
+    board: &StatsBoard,
+    index: usize,
+    lcore: u32,
+    pool: &Mempool,
+) -> Vec<(&'static str, u64)> {
+    engine.run_with(clock, stop, idle, STATS_EVERY, |e| {
+        board.publish(index, |snap| {
+            snap.lcore = lcore;
+            snap.counters.clone_from(e.counters());
+            snap.extra = stack_figures(e.stack());
+            snap.extra.push(("mbufs_in_use", u64::from(pool.in_use())));
+            snap.extra.push(("steered_out", e.steered_out));
+            snap.extra.push(("steered_in", e.steered_in));
+        })
+    });
+    let mut all: Vec<(&'static str, u64)> = engine.counters().iter().collect();
+    all.extend(stack_figures(engine.stack()));
+    all
+}
+
+/// TCP counters and connections by state, as named figures.
+fn stack_figures(stack: &Stack) -> Vec<(&'static str, u64)> {
+    let mut v: Vec<(&'static str, u64)> = stack.tcp_counters().iter().collect();
+    v.push(("connections", stack.connection_count() as u64));
+    v.push(("connections_half_open", stack.half_open_count() as u64));
+    for (state, n) in stack.connections_by_state() {
+        v.push((state_figure(state), n as u64));
+    }
+    v
+}
+
+fn state_figure(s: State) -> &'static str {
+    match s {
+        State::Closed => "state_closed",
+        State::SynSent => "state_syn_sent",
+        State::SynReceived => "state_syn_received",
+        State::Established => "state_established",
+        State::FinWait1 => "state_fin_wait_1",
+        State::FinWait2 => "state_fin_wait_2",
+        State::CloseWait => "state_close_wait",
+        State::Closing => "state_closing",
+        State::LastAck => "state_last_ack",
+        State::TimeWait => "state_time_wait",
+    }
+}
+
+/// 64 bits from the operating system's random source (for hash keys and ISNs).
+fn random_seed() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => u64::from_le_bytes(b),
+        // No /dev/urandom: fall back to the clock, and say so.
+        Err(e) => {
+            eprintln!("migratory: /dev/urandom unreadable ({e}); hash keys seeded from the clock");
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        }
+    }
 }
 
 fn idle_name(i: IdleStrategy) -> &'static str {

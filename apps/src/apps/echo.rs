@@ -1,0 +1,61 @@
+//! `echo` (RFC 862 over TCP): sends back every byte received, with back-pressure: it
+//! reads only what the send buffer can take, so a client that does not read stops being
+//! read from. When the peer closes, the echo closes after the last byte is sent back.
+use engine::stack::{App, ConnId, Ctx, Event};
+
+use super::PerConn;
+
+/// Bytes moved per read-write step.
+const CHUNK: usize = 16 * 1024;
+
+#[derive(Debug)]
+pub struct Echo {
+    buf: Box<[u8]>,
+    /// Connections whose peer closed: close once everything is echoed.
+    closing: PerConn<()>,
+    /// Bytes echoed, for statistics.
+    pub bytes: u64,
+}
+
+impl Default for Echo {
+    fn default() -> Self {
+        Echo { buf: vec![0; CHUNK].into_boxed_slice(), closing: PerConn::default(), bytes: 0 }
+    }
+}
+
+impl Echo {
+    fn pump(&mut self, cx: &mut Ctx<'_>, conn: ConnId) {
+        loop {
+            let room = cx.send_capacity(conn).min(self.buf.len());
+            if room == 0 {
+                return; // Writable follows
+            }
+            let n = cx.recv(conn, &mut self.buf[..room]).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let sent = cx.send(conn, &self.buf[..n]).unwrap_or(0);
+            self.bytes += sent as u64;
+            debug_assert_eq!(sent, n, "send_capacity promised room");
+        }
+        if cx.peer_closed(conn) && cx.recv_queue(conn) == 0 && self.closing.remove(conn).is_some() {
+            let _ = cx.close(conn);
+        }
+    }
+}
+
+impl App for Echo {
+    fn on_event(&mut self, cx: &mut Ctx<'_>, conn: ConnId, event: Event) {
+        match event {
+            Event::Readable | Event::Writable => self.pump(cx, conn),
+            Event::PeerClosed => {
+                self.closing.insert(conn, ());
+                self.pump(cx, conn);
+            }
+            Event::Closed { .. } => {
+                self.closing.remove(conn);
+            }
+            Event::Accepted { .. } | Event::Connected => {}
+        }
+    }
+}
