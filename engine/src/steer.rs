@@ -10,7 +10,7 @@
 //! that the new flow's home is the opening core ([`FlowSteer::pick_local_port`]); and
 //! [`Mesh`], one bounded lock-free single-producer/single-consumer queue per ordered pair
 //! of cores, over which a core hands values (received frames now, migrating connections
-//! later) to another.
+//! later) to another; and [`MeshSteer`], the poll loop's [`Steer`] made of the two.
 //!
 //! May not: look into the values it carries, know which core owns a flow after a migration
 //! (the home core keeps a redirect entry in its table; that is the table's business),
@@ -24,6 +24,7 @@ use std::sync::Arc;
 use crossbeam::queue::ArrayQueue;
 
 use crate::flow::FourTuple;
+use crate::poll::Steer;
 use crate::table::FlowHashKey;
 
 /// Why a steering structure could not be built or used.
@@ -41,6 +42,9 @@ pub enum SteerError {
     /// A destination that is not another core of the mesh.
     #[error("core {to} is not a peer of core {core} (mesh of {cores} cores)")]
     NotAPeer { core: u16, to: u16, cores: u16 },
+    /// A [`FlowSteer`] and a [`Mesh`] built for different numbers of cores.
+    #[error("steering over {steer} cores cannot use a mesh of {mesh} cores")]
+    CoreCountMismatch { steer: u16, mesh: u16 },
 }
 
 /// Which core is the home of a flow.
@@ -360,6 +364,56 @@ impl<T: Send> MeshEndpoint<T> {
     /// snapshot: the peer may be taking them as this returns.
     pub fn queued_to(&self, to: u16) -> usize {
         self.mesh.queue(self.core, to).map_or(0, ArrayQueue::len)
+    }
+}
+
+/// The poll loop's [`Steer`] for one core: a frame of a flow this core does not own goes
+/// to the flow's home core over the mesh; frames other cores sent here come back out of
+/// `receive`.
+///
+/// Until migration adds redirect entries, the home is the owner. A frame whose home is this
+/// very core is not forwarded (it would loop): `forward` hands it back.
+#[derive(Debug)]
+pub struct MeshSteer<T> {
+    steer: FlowSteer,
+    endpoint: MeshEndpoint<T>,
+}
+
+impl<T: Send> MeshSteer<T> {
+    /// Steering for the core of `endpoint`; both must be built for the same core count.
+    pub fn new(steer: FlowSteer, endpoint: MeshEndpoint<T>) -> Result<Self, SteerError> {
+        if steer.cores() != endpoint.cores() {
+            return Err(SteerError::CoreCountMismatch {
+                steer: steer.cores(),
+                mesh: endpoint.cores(),
+            });
+        }
+        Ok(MeshSteer { steer, endpoint })
+    }
+
+    pub fn steer(&self) -> &FlowSteer {
+        &self.steer
+    }
+
+    pub fn endpoint(&self) -> &MeshEndpoint<T> {
+        &self.endpoint
+    }
+
+    pub fn endpoint_mut(&mut self) -> &mut MeshEndpoint<T> {
+        &mut self.endpoint
+    }
+}
+
+impl<T: Send> Steer<T> for MeshSteer<T> {
+    fn forward(&mut self, tuple: &FourTuple, frame: T) -> Result<(), T> {
+        let home = self.steer.home(tuple);
+        self.endpoint
+            .send(home, frame)
+            .map_err(MeshSendError::into_inner)
+    }
+
+    fn receive(&mut self, out: &mut Vec<T>, max: usize) -> usize {
+        self.endpoint.recv_burst(out, max)
     }
 }
 

@@ -1,6 +1,12 @@
 //! `Mesh`: values move between cores with no loss and in order per pair, full queues hand
 //! values back, the receive side is fair, and dropping the mesh drops what it holds.
+use core::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
+
+use engine::flow::FourTuple;
+use engine::poll::Steer;
+use engine::steer::{FlowSteer, MeshSteer};
+use engine::table::FlowHashKey;
 
 use engine::steer::{Mesh, MeshEndpoint, MeshSendError, PeerCounters, SteerError, MAX_MESH_SLOTS};
 
@@ -250,4 +256,41 @@ fn dropping_the_mesh_drops_queued_values() {
 fn endpoints_can_move_to_other_threads() {
     fn is_send<T: Send>() {}
     is_send::<MeshEndpoint<Vec<u8>>>();
+}
+
+#[test]
+fn mesh_steer_forwards_to_the_home_core_and_never_to_itself() {
+    let key = FlowHashKey::from_words(3, 4);
+    let steer = FlowSteer::new(3, key).unwrap();
+    let mut cores: Vec<MeshSteer<FourTuple>> = Mesh::new(3, 8)
+        .unwrap()
+        .into_iter()
+        .map(|ep| MeshSteer::new(steer, ep).unwrap())
+        .collect();
+    let local = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80);
+    let mut forwarded = 0;
+    for port in 1000..1030 {
+        let tuple = FourTuple::new(local, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), port));
+        let home = steer.home(&tuple);
+        // Core 0 received it; it forwards unless the flow is its own.
+        match cores[0].forward(&tuple, tuple) {
+            Ok(()) => {
+                assert_ne!(home, 0);
+                let mut out = Vec::new();
+                assert_eq!(cores[usize::from(home)].receive(&mut out, 32), 1);
+                assert_eq!(out, vec![tuple]);
+                forwarded += 1;
+            }
+            Err(back) => {
+                assert_eq!(home, 0);
+                assert_eq!(back, tuple);
+            }
+        }
+    }
+    assert!(forwarded > 10 && forwarded < 30, "{forwarded}");
+    let other = Mesh::<FourTuple>::new(2, 8).unwrap().pop().unwrap();
+    assert_eq!(
+        MeshSteer::new(steer, other).unwrap_err(),
+        SteerError::CoreCountMismatch { steer: 3, mesh: 2 }
+    );
 }
