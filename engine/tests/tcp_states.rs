@@ -1077,3 +1077,17 @@ fn idle_connection_holds_no_buffer_memory() {
         core::mem::size_of::<Connection>()
     );
 }
+
+#[test]
+fn rto_is_three_seconds_after_a_syn_timeout() {
+    // RFC 6298 §5.7: SYN timed out, no RTT measured -> RTO re-initialised to 3 s.
+    let (mut conn, syn) = syn_sent(&hand_config(false));
+    let t = conn.poll_timeout().unwrap();
+    conn.handle_timeout(t);
+    assert_eq!(drain(&mut conn, t)[0].control, Control::Syn);
+    let peer = peer_for(&syn);
+    conn.handle_segment(t, &peer.seg(Control::Syn, b""));
+    assert_eq!(conn.state(), State::Established);
+    assert_eq!(conn.srtt(), None, "Karn: no sample from a retransmitted SYN");
+    assert_eq!(conn.rto(), Duration::from_secs(3));
+}

@@ -141,6 +141,9 @@ impl Connection {
                 self.snd_wl2 = ack;
                 self.take_syn_rtt_sample(now, seg);
                 self.timers.cancel(TimerKind::Retransmit);
+                if self.retries > 0 {
+                    self.rtt.after_syn_timeout();
+                }
                 self.retries = 0;
                 self.rtt.reset_backoff();
                 self.set_state(State::Established);
@@ -319,6 +322,10 @@ impl Connection {
                 self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
                 self.snd_wl1 = seq;
                 self.snd_wl2 = ack;
+                if self.retries > 0 {
+                    // RFC 6298 §5.7: the SYN-ACK timed out.
+                    self.rtt.after_syn_timeout();
+                }
                 self.set_state(State::Established);
                 self.arm_keepalive(now);
                 if self.flags.has(Flags::FIN_QUEUED) {

@@ -17,7 +17,7 @@ use super::isn::{ConnectionSeed, IsnGenerator};
 use super::output::Transmit;
 use super::seq::SeqNumber;
 use super::siphash::{SipBuildHasher, SipKey};
-use super::state::State;
+use super::state::{State, TcpError};
 use super::syncookie::{CookieOptions, SynCookies};
 use crate::flow::FourTuple;
 use crate::time::Instant;
@@ -226,7 +226,7 @@ impl Listener {
             return;
         };
         if conn.is_closed() {
-            if !was_ready && conn.error().is_some() {
+            if !was_ready && conn.error() == Some(TcpError::TimedOut) {
                 self.stats.handshake_timeouts += 1;
             }
             self.conns.remove(&tuple);
@@ -354,22 +354,29 @@ impl Listener {
 
     /// Runs the connections' timers (SYN-ACK retransmission, handshake timeout).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<FourTuple> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(t, _)| *t)
-            .collect();
-        for tuple in due {
-            let was_ready = self
-                .conns
-                .get(&tuple)
-                .is_some_and(|c| c.state() != State::SynReceived);
-            if let Some(conn) = self.conns.get_mut(&tuple) {
+        let mut closed = false;
+        for conn in self.conns.values_mut() {
+            if conn.poll_timeout().is_some_and(|t| t <= now) {
                 conn.handle_timeout(now);
+                closed |= conn.is_closed();
             }
-            self.after_connection_event(tuple, was_ready);
         }
+        if !closed {
+            return;
+        }
+        // Timers never complete a handshake; they may end one (or a waiting connection).
+        let stats = &mut self.stats;
+        let ready = &mut self.ready;
+        self.conns.retain(|tuple, conn| {
+            if !conn.is_closed() {
+                return true;
+            }
+            if conn.error() == Some(TcpError::TimedOut) && conn.snd_una() == conn.iss() {
+                stats.handshake_timeouts += 1;
+            }
+            ready.retain(|t| t != tuple);
+            false
+        });
     }
 }
 

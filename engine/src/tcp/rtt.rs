@@ -67,6 +67,15 @@ impl RttEstimator {
         self.backoff = 0;
     }
 
+    /// RFC 6298 §5.7: after a SYN timed out, data transmission starts with an RTO of at
+    /// least 3 s unless a measurement has been taken since.
+    pub fn after_syn_timeout(&mut self) {
+        if !self.has_sample {
+            self.rto_us = self.rto_us.max(3_000_000).min(self.max_rto_us);
+        }
+        self.backoff = 0;
+    }
+
     /// RFC 6298 §5.5: the timer expired; double the RTO.
     pub fn back_off(&mut self) {
         self.backoff = (self.backoff + 1).min(MAX_BACKOFF);
@@ -128,6 +137,19 @@ mod tests {
         assert_eq!(e.srtt(), Some(Duration::from_micros(112_500)));
         assert_eq!(e.rttvar(), Duration::from_micros(62_500));
         assert_eq!(e.rto(), Duration::from_micros(112_500 + 250_000));
+    }
+
+    #[test]
+    fn syn_timeout_sets_three_seconds_without_sample() {
+        let mut e = est();
+        e.back_off();
+        e.after_syn_timeout();
+        assert_eq!(e.rto(), Duration::from_secs(3));
+        let mut e = est();
+        e.sample(Duration::from_millis(10));
+        e.back_off();
+        e.after_syn_timeout();
+        assert_eq!(e.rto(), Duration::from_millis(200));
     }
 
     #[test]
