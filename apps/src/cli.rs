@@ -114,6 +114,14 @@ pub struct ServeArgs {
     /// The application's TCP port (default: the application's well-known port).
     #[arg(long, requires = "app")]
     pub port: Option<u16>,
+    /// Cores (lcores) to run, each with its own queue pair; flows are spread over them
+    /// and frames reaching the wrong core are handed to their owner.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]
+    pub cores: u16,
+    /// Seeded fault injection on the port, e.g. `drop=0.05,seed=7` (keys: drop, dup,
+    /// reorder, reorder_after, reorder_timeout, delay, delay_p, seed, dir=rx|tx|both, hold).
+    #[arg(long, value_name = "SPEC")]
+    pub fault: Option<String>,
     /// The DPDK port to use, by device name (e.g. net_tap0); default: the first port.
     #[arg(long, value_name = "DPDK-PORT-NAME")]
     pub device: Option<String>,

@@ -57,6 +57,26 @@ impl StatsBoard {
         }
     }
 
+    /// Every figure summed over the cores, counters first.
+    pub fn totals(&self) -> Vec<(&'static str, u64)> {
+        let mut total = Counters::default();
+        let mut extra: Vec<(&'static str, u64)> = Vec::new();
+        for slot in &self.cores {
+            let s = match slot.lock() {
+                Ok(s) => s.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            total.add(&s.counters);
+            for &(k, v) in &s.extra {
+                match extra.iter_mut().find(|(n, _)| *n == k) {
+                    Some((_, t)) => *t += v,
+                    None => extra.push((k, v)),
+                }
+            }
+        }
+        total.iter().chain(extra).collect()
+    }
+
     /// Every core's snapshot and their sum, as one JSON document.
     pub fn to_json(&self) -> String {
         let mut total = Counters::default();

@@ -1,26 +1,35 @@
-//! `migratory serve`: brings up EAL, one port and the engine's poll loop, and stops
-//! cleanly on SIGINT or SIGTERM.
-use std::sync::atomic::AtomicBool;
+//! `migratory serve`: brings up EAL, one port with a queue pair per core, and a poll loop
+//! per core (run-to-completion, each core owning the flows that home on it, frames of
+//! other cores' flows handed over through the steering mesh), and stops cleanly on
+//! SIGINT or SIGTERM: the loops end, the port closes, and every mbuf must be back in
+//! the pool.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dpdk_sys::{Eal, EalArgs, Mempool, Port, PortConfig};
+use engine::fault::{FaultConfig, FaultyPort};
 use engine::iface::{IfaceConfig, Interface};
-use engine::poll::{Engine, IdleStrategy, NoSteer};
-use engine::stack::{App, NoApp, Stack, StackConfig, StackKeys};
+use engine::poll::{Engine, IdleStrategy};
+use engine::stack::{App, Stack, StackConfig, StackKeys};
+use engine::steer::{FlowSteer, Mesh, MeshEndpoint, MeshSteer};
+use engine::table::FlowHashKey;
 use engine::tcp::State;
-use engine::time::Clock;
-use engine::time::{Duration, MonotonicClock};
-use engine::wire::ChecksumCaps;
+use engine::time::{Clock, Duration, MonotonicClock};
+use engine::wire::ipv4::Ipv4Cidr;
+use engine::wire::{ChecksumCaps, EthernetAddress};
 
-use crate::apps::{AnyApp, Discard, Echo};
-use crate::cli::{AppName, ServeArgs, EXIT_FAILURE, EXIT_USAGE};
+use crate::apps::{AnyApp, AppFactory};
+use crate::cli::{ServeArgs, EXIT_FAILURE, EXIT_USAGE};
 use crate::ctl::{ControlServer, StatsBoard};
-use crate::dpdk_port::DpdkQueue;
+use crate::dpdk_port::{DpdkQueue, MbufFrame};
 use crate::preflight;
 
-/// Mbufs in the pool: rx and tx rings plus bursts in flight and a margin.
-const POOL_MBUFS: u32 = 8191;
+/// Mbufs per core: its rx and tx rings (1024 each), bursts in flight, steering queues,
+/// and the per-lcore cache.
+const MBUFS_PER_CORE: u32 = 4096;
 const POOL_CACHE: u32 = 256;
+/// Frames one core may have queued towards another.
+const MESH_DEPTH: usize = 1024;
 /// How often each core publishes its counters for `migratory ctl`.
 const STATS_EVERY: Duration = Duration::from_millis(10);
 
@@ -41,19 +50,24 @@ pub fn eal_args(args: &ServeArgs) -> EalArgs {
 }
 
 pub fn serve(args: &ServeArgs) -> i32 {
-    if matches!(args.app, Some(AppName::Http | AppName::Iperf3)) {
-        return usage_error(format_args!(
-            "--app {:?} is not available in this build yet (echo and discard are)",
-            args.app.unwrap_or(AppName::Echo)
-        ));
-    }
+    let factory = match AppFactory::new(args.app, args.port) {
+        Ok(f) => f,
+        Err(e) => return usage_error(e),
+    };
+    let fault: Option<FaultConfig> = match args.fault.as_deref().map(str::parse::<FaultConfig>) {
+        None => None,
+        Some(Ok(f)) if f.is_none() => None,
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => return usage_error(format_args!("bad --fault: {e}")),
+    };
+    let cores = usize::from(args.cores);
     let eal_args = eal_args(args);
     if let Err(e) = preflight::check_all(&eal_args) {
         return usage_error(e);
     }
 
     // The control thread starts before EAL, so it does not inherit the main lcore's pinning.
-    let board = StatsBoard::new(&args.name, 1);
+    let board = StatsBoard::new(&args.name, cores);
     let control = match ControlServer::start(&args.ctl_dir, Arc::clone(&board)) {
         Ok(c) => c,
         Err(e) => return usage_error(e),
@@ -71,13 +85,47 @@ pub fn serve(args: &ServeArgs) -> i32 {
         Ok(eal) => eal,
         Err(e) => return usage_error(format_args!("DPDK EAL init failed: {e} (see the EAL messages above)")),
     };
-    let code = run_port(args, &eal, &stop, &board);
+    let code = run(args, &eal, &stop, &board, &factory, fault);
     drop(control);
     drop(eal);
     code
 }
 
-fn run_port(args: &ServeArgs, eal: &Eal, stop: &AtomicBool, board: &StatsBoard) -> i32 {
+/// What every core needs to build its engine.
+#[derive(Clone)]
+struct CoreSpec {
+    port: Arc<Port>,
+    pool: Mempool,
+    interrupts: bool,
+    idle: IdleStrategy,
+    mac: EthernetAddress,
+    cidr: Ipv4Cidr,
+    mtu: usize,
+    factory: AppFactory,
+    fault: Option<FaultConfig>,
+    steer: FlowSteer,
+    cores: u16,
+    stop: Arc<AtomicBool>,
+    board: Arc<StatsBoard>,
+}
+
+fn run(
+    args: &ServeArgs,
+    eal: &Eal,
+    stop: &Arc<AtomicBool>,
+    board: &Arc<StatsBoard>,
+    factory: &AppFactory,
+    fault: Option<FaultConfig>,
+) -> i32 {
+    let cores = args.cores;
+    let lcores: Vec<u32> = eal.lcores().into_iter().take(usize::from(cores)).collect();
+    if lcores.len() < usize::from(cores) {
+        return usage_error(format_args!(
+            "--cores {cores} needs {cores} EAL lcores, but EAL has {:?}: give them with -l (e.g. -l 0-{})",
+            eal.lcores(),
+            cores - 1
+        ));
+    }
     let port_id = match &args.device {
         Some(name) => match Port::by_name(name) {
             Ok(id) => id,
@@ -93,14 +141,15 @@ fn run_port(args: &ServeArgs, eal: &Eal, stop: &AtomicBool, board: &StatsBoard) 
         },
     };
 
-    let pool = match Mempool::new(&format!("mg_pool_{port_id}"), POOL_MBUFS, POOL_CACHE, Mempool::DEFAULT_DATA_ROOM, eal.socket_id()) {
+    let mbufs = (MBUFS_PER_CORE * u32::from(cores)).next_power_of_two() - 1;
+    let pool = match Mempool::new(&format!("mg_pool_{port_id}"), mbufs, POOL_CACHE, Mempool::DEFAULT_DATA_ROOM, eal.socket_id()) {
         Ok(p) => p,
         Err(e) => return usage_error(format_args!("cannot create the mbuf pool: {e}")),
     };
 
     let mut idle: IdleStrategy = args.idle.into();
     let want_intr = idle == IdleStrategy::Interrupt;
-    let mut conf = PortConfig { rx_interrupts: want_intr, ..PortConfig::default() };
+    let mut conf = PortConfig { rx_queues: cores, tx_queues: cores, rx_interrupts: want_intr, ..PortConfig::default() };
     let mut port = match Port::configure(port_id, &conf, &pool) {
         Ok(p) => p,
         Err(e) if want_intr => {
@@ -109,70 +158,97 @@ fn run_port(args: &ServeArgs, eal: &Eal, stop: &AtomicBool, board: &StatsBoard) 
             conf.rx_interrupts = false;
             match Port::configure(port_id, &conf, &pool) {
                 Ok(p) => p,
-                Err(e) => return usage_error(format_args!("cannot configure port {port_id}: {e}")),
+                Err(e) => return usage_error(format_args!("cannot configure port {port_id} with {cores} queue pair(s): {e}")),
             }
         }
-        Err(e) => return usage_error(format_args!("cannot configure port {port_id}: {e}")),
+        Err(e) => return usage_error(format_args!("cannot configure port {port_id} with {cores} queue pair(s): {e}")),
     };
     if let Err(e) = port.start() {
         return usage_error(format_args!("cannot start port {port_id}: {e}"));
     }
-
-    let queue = match DpdkQueue::new(&port, 0, pool, conf.rx_interrupts) {
-        Ok(q) => q,
-        Err(e) => return usage_error(format_args!("cannot set up queue 0 of port {port_id}: {e}")),
+    let (mac, mtu) = match (port.mac(), port.mtu()) {
+        (Ok(m), Ok(t)) => (EthernetAddress(m), usize::from(t)),
+        (Err(e), _) | (_, Err(e)) => return usage_error(format_args!("port {port_id}: {e}")),
     };
-    let mac = engine::port::Port::mac(&queue);
     let name = port.name().unwrap_or_else(|_| format!("port{port_id}"));
     let driver = port.info().map(|i| i.driver).unwrap_or_default();
     println!(
-        "migratory: engine {} serving on port {port_id} ({name}, {driver}) mac {mac} ip {} mtu {} lcores {:?} idle {}",
+        "migratory: engine {} serving on port {port_id} ({name}, {driver}) mac {mac} ip {} mtu {mtu} lcores {lcores:?} idle {}{}{}",
         args.name,
         args.ip,
-        engine::port::Port::mtu(&queue),
-        eal.lcores(),
-        idle_name(idle),
+        idle.as_str(),
+        match args.app {
+            Some(a) => format!(" app {a:?} port {}", factory.port()).to_lowercase(),
+            None => String::new(),
+        },
+        fault.as_ref().map(|f| format!(" fault {f}")).unwrap_or_default(),
     );
 
-    let mtu = engine::port::Port::mtu(&queue);
-    let iface = Interface::new(IfaceConfig {
+    let steer = match FlowSteer::new(cores, FlowHashKey::from_words(random_u64(), random_u64())) {
+        Ok(s) => s,
+        Err(e) => return usage_error(e),
+    };
+    let endpoints = match Mesh::<MbufFrame>::new(cores, MESH_DEPTH) {
+        Ok(e) => e,
+        Err(e) => return usage_error(e),
+    };
+    let spec = CoreSpec {
+        port: Arc::new(port),
+        pool,
+        interrupts: conf.rx_interrupts,
+        idle,
         mac,
         cidr: args.ip,
-        caps: ChecksumCaps::default(),
-        arp_cache_size: 1024,
-        arp_entry_ttl: Duration::from_secs(60),
-    });
-    let mut config = StackConfig::default();
-    config.tcp.mtu = u16::try_from(mtu).unwrap_or(1500);
-    let stack = Stack::new(iface, config, StackKeys::from_seed(random_seed()));
-    let app = match args.app {
-        None => None,
-        Some(AppName::Echo) => Some(AnyApp::Echo(Echo::default())),
-        Some(AppName::Discard) => Some(AnyApp::Discard(Discard::default())),
-        Some(other) => return usage_error(format_args!("--app {other:?} is not available")),
-    };
-    let clock = MonotonicClock::new();
-    let lcore = dpdk_sys::lcore_id().unwrap_or(0);
-    let counters = match app {
-        Some(app) => {
-            let port_no = args.port.or(args.app.map(AppName::default_port)).unwrap_or(0);
-            let mut engine = Engine::with_app(queue, stack, app, NoSteer);
-            if let Err(e) = engine.with_ctx(clock.now(), |app, cx| app.start(cx, port_no)) {
-                return usage_error(format_args!("cannot listen on port {port_no}: {e}"));
-            }
-            run_core(&mut engine, &clock, stop, idle, board, 0, lcore, &pool)
-        }
-        None => {
-            let mut engine = Engine::with_app(queue, stack, NoApp, NoSteer);
-            run_core(&mut engine, &clock, stop, idle, board, 0, lcore, &pool)
-        }
+        mtu,
+        factory: factory.clone(),
+        fault,
+        steer,
+        cores,
+        stop: Arc::clone(stop),
+        board: Arc::clone(board),
     };
 
-    // Closing the port frees the mbufs its rx ring holds; only then is in_use a leak count.
-    drop(port);
+    // Workers first, then the main lcore runs core 0 itself.
+    let mut endpoints = endpoints.into_iter();
+    let main_endpoint = endpoints.next();
+    let mut workers = Vec::new();
+    let mut failed = false;
+    for (index, endpoint) in endpoints.enumerate() {
+        let index = index + 1;
+        let spec = spec.clone();
+        let lcore = lcores[index];
+        match eal.launch(lcore, move || run_core(&spec, index, lcore, endpoint)) {
+            Ok(h) => workers.push(h),
+            Err(e) => {
+                eprintln!("migratory: cannot start core {index} on lcore {lcore}: {e}");
+                stop.store(true, Ordering::Release);
+                failed = true;
+                break;
+            }
+        }
+    }
+    let mut code = match main_endpoint {
+        Some(endpoint) if !failed => run_core(&spec, 0, lcores[0], endpoint),
+        _ => EXIT_FAILURE,
+    };
+    stop.store(true, Ordering::Release);
+    for w in workers {
+        let c = w.join();
+        if c != 0 {
+            code = c;
+        }
+    }
+
+    let CoreSpec { port, pool, .. } = spec;
+    // Closing the port frees the mbufs its rx rings hold; only then is in_use a leak count.
+    match Arc::try_unwrap(port) {
+        Ok(port) => drop(port),
+        Err(_) => eprintln!("migratory: port still referenced at exit"),
+    }
     let leaked = pool.in_use();
     println!("migratory: stopped; counters:");
-    for (name, value) in counters.iter().filter(|&(_, v)| *v != 0) {
+    let totals = board.totals();
+    for (name, value) in totals.iter().filter(|&&(n, v)| v != 0 && n != "mbufs_in_use") {
         println!("  {name}: {value}");
     }
     println!("  mbufs_in_use_at_exit: {leaked}");
@@ -180,45 +256,98 @@ fn run_port(args: &ServeArgs, eal: &Eal, stop: &AtomicBool, board: &StatsBoard) 
         eprintln!("migratory: {leaked} mbufs were not returned to the pool");
         return EXIT_FAILURE;
     }
-    0
+    code
 }
 
-/// Runs one core's engine until `stop`, publishing its figures to `board` slot `index`.
-/// Returns the final figures (counters, then TCP counters and connection states).
-#[allow(clippy::too_many_arguments)]
-fn run_core<P: engine::port::Port, A: App>(
-    engine: &mut Engine<P, A, NoSteer>,
-    clock: &MonotonicClock,
-    stop: &AtomicBool,
-    idle: IdleStrategy,
-    board: &StatsBoard,
+/// One core: builds its queue, stack, application and steering, and polls until stop.
+/// Returns its exit code.
+fn run_core(spec: &CoreSpec, index: usize, lcore: u32, endpoint: MeshEndpoint<MbufFrame>) -> i32 {
+    let queue = match DpdkQueue::new(&spec.port, index as u16, spec.pool, spec.interrupts) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("migratory: core {index}: cannot set up queue {index}: {e}");
+            spec.stop.store(true, Ordering::Release);
+            return EXIT_FAILURE;
+        }
+    };
+    let clock = MonotonicClock::new();
+    let iface = Interface::new(IfaceConfig {
+        mac: spec.mac,
+        cidr: spec.cidr,
+        caps: ChecksumCaps::default(),
+        arp_cache_size: 1024,
+        arp_entry_ttl: Duration::from_secs(60),
+    });
+    let mut config = StackConfig::default();
+    config.tcp.mtu = u16::try_from(spec.mtu).unwrap_or(1500);
+    let mut stack = Stack::new(iface, config, StackKeys::from_seed(random_u64()));
+    if spec.cores > 1 {
+        stack.set_steering(spec.steer, index as u16);
+    }
+    let steer = match MeshSteer::new(spec.steer, endpoint) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("migratory: core {index}: {e}");
+            spec.stop.store(true, Ordering::Release);
+            return EXIT_FAILURE;
+        }
+    };
+    let app = spec.factory.make();
+    match &spec.fault {
+        Some(f) => match FaultyPort::new(queue, clock, f.clone()) {
+            Ok(port) => drive(Engine::with_app(port, stack, app, steer), spec, index, lcore, &clock),
+            Err(e) => {
+                eprintln!("migratory: core {index}: bad fault configuration: {e}");
+                spec.stop.store(true, Ordering::Release);
+                EXIT_FAILURE
+            }
+        },
+        None => drive(Engine::with_app(queue, stack, app, steer), spec, index, lcore, &clock),
+    }
+}
+
+fn drive<P: engine::port::Port>(
+    mut engine: Engine<P, AnyApp, MeshSteer<P::Frame>>,
+    spec: &CoreSpec,
     index: usize,
     lcore: u32,
-    pool: &Mempool,
-) -> Vec<(&'static str, u64)> {
-    engine.run_with(clock, stop, idle, STATS_EVERY, |e| {
+    clock: &MonotonicClock,
+) -> i32
+where
+    P::Frame: Send,
+{
+    let port_no = spec.factory.port();
+    if let Err(e) = engine.with_ctx(clock.now(), |app, cx| app.start(cx, port_no)) {
+        eprintln!("migratory: core {index}: cannot listen on port {port_no}: {e}");
+        spec.stop.store(true, Ordering::Release);
+        return EXIT_USAGE;
+    }
+    let board = &spec.board;
+    let pool = spec.pool;
+    engine.run_with(clock, &spec.stop, spec.idle, STATS_EVERY, |e| {
         board.publish(index, |snap| {
             snap.lcore = lcore;
             snap.counters.clone_from(e.counters());
-            snap.extra = stack_figures(e.stack());
+            snap.extra = stack_figures(e);
             snap.extra.push(("mbufs_in_use", u64::from(pool.in_use())));
-            snap.extra.push(("steered_out", e.steered_out));
-            snap.extra.push(("steered_in", e.steered_in));
         })
     });
-    let mut all: Vec<(&'static str, u64)> = engine.counters().iter().collect();
-    all.extend(stack_figures(engine.stack()));
-    all
+    0
 }
 
-/// TCP counters and connections by state, as named figures.
-fn stack_figures(stack: &Stack) -> Vec<(&'static str, u64)> {
+/// TCP counters, connections by state and steering figures, as named values.
+fn stack_figures<P: engine::port::Port, A: App, S: engine::poll::Steer<P::Frame>>(
+    e: &Engine<P, A, S>,
+) -> Vec<(&'static str, u64)> {
+    let stack = e.stack();
     let mut v: Vec<(&'static str, u64)> = stack.tcp_counters().iter().collect();
     v.push(("connections", stack.connection_count() as u64));
     v.push(("connections_half_open", stack.half_open_count() as u64));
     for (state, n) in stack.connections_by_state() {
         v.push((state_figure(state), n as u64));
     }
+    v.push(("steered_out", e.steered_out));
+    v.push(("steered_in", e.steered_in));
     v
 }
 
@@ -237,24 +366,15 @@ fn state_figure(s: State) -> &'static str {
     }
 }
 
-/// 64 bits from the operating system's random source (for hash keys and ISNs).
-fn random_seed() -> u64 {
+/// 64 bits from the operating system's random source (hash keys and ISN secrets).
+fn random_u64() -> u64 {
     use std::io::Read;
     let mut b = [0u8; 8];
     match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
         Ok(()) => u64::from_le_bytes(b),
-        // No /dev/urandom: fall back to the clock, and say so.
         Err(e) => {
             eprintln!("migratory: /dev/urandom unreadable ({e}); hash keys seeded from the clock");
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
         }
-    }
-}
-
-fn idle_name(i: IdleStrategy) -> &'static str {
-    match i {
-        IdleStrategy::Interrupt => "interrupt",
-        IdleStrategy::Sleep => "sleep",
-        IdleStrategy::Spin => "spin",
     }
 }

@@ -70,10 +70,15 @@ lab_engine() {
     if [ "$1" = "--" ]; then shift; eal_extra=("$@"); break; fi
     serve_args+=("$1"); shift
   done
+  # One lcore per --cores (default 1), from core 0 up.
+  local lcores=0 i
+  for ((i = 0; i < ${#serve_args[@]}; i++)); do
+    if [ "${serve_args[$i]}" = "--cores" ]; then lcores="0-$(( ${serve_args[$((i + 1))]} - 1 ))"; fi
+  done
   local log="$LAB_DIR/engine-$name.log"
   LAB_LOG[$name]=$log
   ip netns exec "$ns" "$MIGRATORY_BIN" serve --ip "$cidr" --name "$name-$LAB_ID" "${serve_args[@]}" -- \
-    -l 0 --no-huge -m 256 --no-pci --file-prefix="mg-$name-$LAB_ID" --log-level=lib.eal:error \
+    -l "$lcores" --no-huge -m 512 --no-pci --file-prefix="mg-$name-$LAB_ID" --log-level=lib.eal:error \
     "--vdev=net_tap0,iface=$tap" "${eal_extra[@]}" >"$log" 2>&1 &
   LAB_PID[$name]=$!
   LAB_TAP[$name]=$tap

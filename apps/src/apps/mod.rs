@@ -4,6 +4,8 @@
 //! owns the connection. [`AnyApp`] dispatches to the one chosen on the command line.
 use engine::stack::{App, ConnId, Ctx, Event, StackError};
 
+use crate::cli::AppName;
+
 pub mod discard;
 pub mod echo;
 
@@ -55,23 +57,62 @@ impl<T> PerConn<T> {
     }
 }
 
-/// The application chosen on the command line.
+/// The application chosen on the command line, one instance per core.
 #[derive(Debug)]
 pub enum AnyApp {
+    /// No application: the engine answers ARP and ping, and resets TCP connections.
+    Nothing,
     Echo(Echo),
     Discard(Discard),
 }
 
 impl AnyApp {
-    /// Starts listening on `port`.
+    /// Starts listening on `port` (nothing for [`AnyApp::Nothing`]).
     pub fn start(&mut self, cx: &mut Ctx<'_>, port: u16) -> Result<(), StackError> {
-        cx.listen(port)
+        match self {
+            AnyApp::Nothing => Ok(()),
+            _ => cx.listen(port),
+        }
+    }
+}
+
+/// Makes the per-core instances of the chosen application; whatever they share (files
+/// to serve, say) is loaded once, here.
+#[derive(Debug, Clone)]
+pub struct AppFactory {
+    name: Option<AppName>,
+    port: u16,
+}
+
+impl AppFactory {
+    /// Prepares `name` to listen on `port` (its well-known port if `None`).
+    pub fn new(name: Option<AppName>, port: Option<u16>) -> Result<AppFactory, String> {
+        let port = port.or(name.map(AppName::default_port)).unwrap_or(0);
+        match name {
+            None | Some(AppName::Echo | AppName::Discard) => Ok(AppFactory { name, port }),
+            Some(other) => Err(format!("--app {other:?} is not available in this build yet (echo and discard are)")),
+        }
+    }
+
+    /// The TCP port the application listens on (0: none).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn make(&self) -> AnyApp {
+        match self.name {
+            None => AnyApp::Nothing,
+            Some(AppName::Echo) => AnyApp::Echo(Echo::default()),
+            Some(AppName::Discard) => AnyApp::Discard(Discard::default()),
+            Some(AppName::Http | AppName::Iperf3) => AnyApp::Nothing,
+        }
     }
 }
 
 impl App for AnyApp {
     fn on_event(&mut self, cx: &mut Ctx<'_>, conn: ConnId, event: Event) {
         match self {
+            AnyApp::Nothing => {}
             AnyApp::Echo(a) => a.on_event(cx, conn, event),
             AnyApp::Discard(a) => a.on_event(cx, conn, event),
         }
@@ -79,6 +120,7 @@ impl App for AnyApp {
 
     fn on_poll(&mut self, cx: &mut Ctx<'_>) {
         match self {
+            AnyApp::Nothing => {}
             AnyApp::Echo(a) => a.on_poll(cx),
             AnyApp::Discard(a) => a.on_poll(cx),
         }
