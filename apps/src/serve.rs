@@ -240,6 +240,7 @@ fn run(
     }
 
     let CoreSpec { port, pool, .. } = spec;
+    let port_stats = port.stats().ok();
     // Closing the port frees the mbufs its rx rings hold; only then is in_use a leak count.
     match Arc::try_unwrap(port) {
         Ok(port) => drop(port),
@@ -250,6 +251,12 @@ fn run(
     let totals = board.totals();
     for (name, value) in totals.iter().filter(|&&(n, v)| v != 0 && n != "mbufs_in_use") {
         println!("  {name}: {value}");
+    }
+    if let Some(p) = port_stats {
+        println!(
+            "  port: ipackets {} opackets {} imissed {} ierrors {} oerrors {} rx_nombuf {}",
+            p.ipackets, p.opackets, p.imissed, p.ierrors, p.oerrors, p.rx_nombuf
+        );
     }
     println!("  mbufs_in_use_at_exit: {leaked}");
     if leaked != 0 {
@@ -341,6 +348,7 @@ fn stack_figures<P: engine::port::Port, A: App, S: engine::poll::Steer<P::Frame>
 ) -> Vec<(&'static str, u64)> {
     let stack = e.stack();
     let mut v: Vec<(&'static str, u64)> = stack.tcp_counters().iter().collect();
+    v.extend(stack.listener_figures());
     v.push(("connections", stack.connection_count() as u64));
     v.push(("connections_half_open", stack.half_open_count() as u64));
     for (state, n) in stack.connections_by_state() {

@@ -17,7 +17,15 @@
 #   lab_cleanup                    stop every engine, delete every namespace
 
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-: "${MIGRATORY_BIN:=$LAB_ROOT/target/debug/migratory}"
+# The engine binary: $MIGRATORY_BIN if set, else the newer of the release and debug
+# builds (ci/test builds release: a debug engine sharing two cores with its clients is
+# slow enough to cause spurious retransmission timeouts).
+if [ -z "${MIGRATORY_BIN:-}" ]; then
+  MIGRATORY_BIN=$LAB_ROOT/target/release/migratory
+  if [ "$LAB_ROOT/target/debug/migratory" -nt "$MIGRATORY_BIN" ]; then
+    MIGRATORY_BIN=$LAB_ROOT/target/debug/migratory
+  fi
+fi
 LAB_ID="$$"
 declare -gA LAB_NS=() LAB_TAP=() LAB_PID=() LAB_KIP=() LAB_EIP=() LAB_LOG=()
 LAB_HOSTS=()
@@ -28,7 +36,8 @@ lab_fail() { echo "lab: $*" >&2; return 1; }
 lab_init() {
   [ "$(id -u)" -eq 0 ] || { echo "lab: needs root (network namespaces, tap devices)" >&2; exit 1; }
   command -v ip >/dev/null || { echo "lab: iproute2 missing: run ci/setup" >&2; exit 1; }
-  [ -x "$MIGRATORY_BIN" ] || { echo "lab: $MIGRATORY_BIN not built (cargo build)" >&2; exit 1; }
+  [ -x "$MIGRATORY_BIN" ] || { echo "lab: $MIGRATORY_BIN not built (cargo build --release)" >&2; exit 1; }
+  echo "lab: engine binary $MIGRATORY_BIN" >&2
   LAB_DIR=$(mktemp -d "/tmp/mglab.$LAB_ID.XXXX")
   trap lab_cleanup EXIT
   trap 'exit 130' INT TERM
@@ -99,6 +108,9 @@ lab_engine() {
     return 1
   fi
   ip -n "$ns" addr add "$kip/$pfx" dev "$tap" || { lab_fail "cannot address $tap"; return 1; }
+  # A deep kernel-side queue: a debug-built engine sharing two cores with its clients
+  # reads the tap slower than the kernel writes bursts into it.
+  ip -n "$ns" link set "$tap" txqueuelen 10000
   ip -n "$ns" link set "$tap" up || { lab_fail "cannot bring $tap up"; return 1; }
 }
 

@@ -19,6 +19,7 @@ use crate::iface::{Interface, Verdict};
 use crate::port::Frame;
 use crate::sim::splitmix64;
 use crate::stats::{Counters, DropReason};
+use crate::steer::FlowSteer;
 use crate::table::{ConnTable, FlowHashKey, Lookup, TableLimits};
 use crate::tcp::{
     reset_for, Connection, Events, IsnGenerator, Listener, ListenerConfig, SipKey, State, TcpConfig, TcpError,
@@ -229,8 +230,9 @@ pub struct Stack {
     replies: Vec<(FourTuple, TcpRepr<'static>)>,
     next_port: u16,
     tcp: TcpCounters,
-    /// Decides whether this core owns a flow; `None`: it owns them all.
-    owner: Option<fn(&FourTuple, u16) -> bool>,
+    /// With several cores: how flows map to cores, and which core this is. `None`: this
+    /// stack owns every flow.
+    owner: Option<(FlowSteer, u16)>,
 }
 
 /// What [`Stack::receive`] did with a frame.
@@ -298,6 +300,30 @@ impl Stack {
         &self.config
     }
 
+    /// The listeners' counters, summed, as named figures.
+    pub fn listener_figures(&self) -> [(&'static str, u64); 7] {
+        let mut t = crate::tcp::ListenerStats::default();
+        for l in &self.listeners {
+            let s = l.stats();
+            t.syns += s.syns;
+            t.cookies_sent += s.cookies_sent;
+            t.cookies_accepted += s.cookies_accepted;
+            t.cookies_rejected += s.cookies_rejected;
+            t.syns_dropped += s.syns_dropped;
+            t.resets_sent += s.resets_sent;
+            t.handshake_timeouts += s.handshake_timeouts;
+        }
+        [
+            ("listen_syns", t.syns),
+            ("listen_cookies_sent", t.cookies_sent),
+            ("listen_cookies_accepted", t.cookies_accepted),
+            ("listen_cookies_rejected", t.cookies_rejected),
+            ("listen_syns_dropped", t.syns_dropped),
+            ("listen_resets_sent", t.resets_sent),
+            ("listen_handshake_timeouts", t.handshake_timeouts),
+        ]
+    }
+
     /// Connections held, by state (listeners' half-open ones excluded).
     pub fn connections_by_state(&self) -> Vec<(State, usize)> {
         let mut out: Vec<(State, usize)> = Vec::new();
@@ -321,10 +347,16 @@ impl Stack {
         self.listeners.iter().map(|l| l.half_open() + l.pending_accept()).sum()
     }
 
-    /// Restricts this stack to the flows `owns(tuple, core)` says are `core`'s; segments
-    /// of other flows come back from [`Stack::receive`] as [`Received::NotOurs`].
-    pub fn set_owner(&mut self, owns: fn(&FourTuple, u16) -> bool) {
-        self.owner = Some(owns);
+    /// Makes this stack core `core` of `steer`: it owns the flows whose home is `core`;
+    /// segments of other flows come back from [`Stack::receive`] as
+    /// [`Received::NotOurs`], and active opens pick source ports that home here.
+    pub fn set_steering(&mut self, steer: FlowSteer, core: u16) {
+        self.owner = Some((steer, core));
+    }
+
+    /// Whether this core owns `tuple`.
+    fn owns(&self, tuple: &FourTuple) -> bool {
+        self.owner.is_none_or(|(steer, core)| steer.home(tuple) == core)
     }
 
     fn conn(&self, id: ConnId) -> Option<&Connection> {
@@ -438,7 +470,7 @@ impl Stack {
         for _ in 0..span {
             let tuple = FourTuple::new(SocketAddrV4::new(local_ip, port), remote);
             let free = matches!(self.table.lookup(&tuple), Lookup::NotFound | Lookup::Listener { .. })
-                && self.owner.is_none_or(|owns| owns(&tuple, u16::MAX));
+                && self.owns(&tuple);
             port = if port >= *range.end() { *range.start() } else { port + 1 };
             if free {
                 self.next_port = port;
@@ -495,10 +527,8 @@ impl Stack {
             SocketAddrV4::new(ip.dst_addr, repr.dst_port),
             SocketAddrV4::new(ip.src_addr, repr.src_port),
         );
-        if let Some(owns) = self.owner {
-            if !owns(&tuple, u16::MAX) {
-                return Received::NotOurs(tuple);
-            }
+        if !self.owns(&tuple) {
+            return Received::NotOurs(tuple);
         }
         self.tcp.segments_in += 1;
         // Peers on our network are reached at the address they sent from (the SYN of a

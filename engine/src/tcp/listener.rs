@@ -23,6 +23,10 @@ use crate::flow::FourTuple;
 use crate::time::Instant;
 use crate::wire::tcp::{Control, TcpRepr};
 
+/// How long after the last SYN cookie an ACK failing the cookie check is dropped instead
+/// of reset: two cookie periods, the life of a cookie.
+const COOKIE_QUIET: crate::time::Duration = crate::time::Duration::from_secs(128);
+
 /// Stateless replies queued at most; more are dropped (and counted).
 const MAX_REPLIES: usize = 64;
 
@@ -93,6 +97,8 @@ pub struct Listener {
     ready: VecDeque<FourTuple>,
     replies: VecDeque<(FourTuple, TcpRepr<'static>)>,
     stats: ListenerStats,
+    /// When the last SYN cookie was sent.
+    last_cookie_at: Option<Instant>,
 }
 
 impl Listener {
@@ -116,6 +122,7 @@ impl Listener {
             ready: VecDeque::new(),
             replies: VecDeque::new(),
             stats: ListenerStats::default(),
+            last_cookie_at: None,
         }
     }
 
@@ -181,6 +188,13 @@ impl Listener {
                     return outcome;
                 }
             }
+            // Like Linux: while cookies are in use (sent in the last two cookie periods),
+            // an ACK that fails the check is dropped rather than reset. It may complete a
+            // cookie handshake whose first ACK was lost (its sequence number is then past
+            // ISN+1 and fails the check); the peer retransmits what we need.
+            if self.last_cookie_at.is_some_and(|t| now.saturating_duration_since(t) < COOKIE_QUIET) {
+                return ListenOutcome::Ignored;
+            }
             self.queue_reset(tuple, seg);
             return ListenOutcome::Reset;
         }
@@ -203,6 +217,7 @@ impl Listener {
             let reply = self.cookie_syn_ack(now, tuple, seg);
             self.replies.push_back((tuple, reply));
             self.stats.cookies_sent += 1;
+            self.last_cookie_at = Some(now);
             ListenOutcome::CookieSent
         } else {
             self.stats.syns_dropped += 1;
