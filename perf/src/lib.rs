@@ -5,3 +5,10 @@
 //! This crate only measures: it holds no protocol logic of the engine and no `unsafe`
 //! (DPDK is reached through `dpdk-sys`'s safe layer).
 #![deny(unsafe_code)]
+
+pub mod cli;
+pub mod dpdk;
+pub mod frame;
+pub mod latency;
+pub mod pacing;
+pub mod smol;
