@@ -14,6 +14,9 @@
 #   lab_exec NAME CMD...           run a command in host NAME's namespace
 #   lab_engine_log NAME            the engine's output so far
 #   lab_stop_engine NAME           SIGTERM the engine, wait; its exit code in $LAB_RC
+#   lab_peer NAME PEER             a client namespace PEER bridged to host NAME's engine
+#   lab_wire_loss NAME PERCENT     nftables on that bridge drops PERCENT% of the frames
+#                                  towards the engine (this kernel has no netem)
 #   lab_cleanup                    stop every engine, delete every namespace
 
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -27,7 +30,7 @@ if [ -z "${MIGRATORY_BIN:-}" ]; then
   fi
 fi
 LAB_ID="$$"
-declare -gA LAB_NS=() LAB_TAP=() LAB_PID=() LAB_KIP=() LAB_EIP=() LAB_LOG=()
+declare -gA LAB_NS=() LAB_TAP=() LAB_PID=() LAB_KIP=() LAB_EIP=() LAB_LOG=() LAB_PFX=()
 LAB_HOSTS=()
 LAB_ENGINES=0
 
@@ -93,6 +96,7 @@ lab_engine() {
   LAB_TAP[$name]=$tap
   LAB_KIP[$name]=$kip
   LAB_EIP[$name]=$ip
+  LAB_PFX[$name]=$pfx
   # Wait for the engine's start-up line (its tap then exists and the port is started).
   local i
   for i in $(seq 1 200); do
@@ -112,6 +116,62 @@ lab_engine() {
   # reads the tap slower than the kernel writes bursts into it.
   ip -n "$ns" link set "$tap" txqueuelen 10000
   ip -n "$ns" link set "$tap" up || { lab_fail "cannot bring $tap up"; return 1; }
+}
+
+# A random locally administered unicast MAC address.
+lab_random_mac() {
+  python3 -c 'import os; b = bytearray(os.urandom(6)); b[0] = (b[0] & 0xfc) | 0x02; print(":".join(f"{x:02x}" for x in b))'
+}
+
+# lab_peer NAME PEER: a second namespace PEER whose kernel reaches host NAME's engine
+# through a bridge in NAME (the engine's tap and a veth to PEER are its ports; the
+# kernel address of NAME moves from the tap to the bridge). PEER's address is .3 of the
+# engine's subnet, in $LAB_KIP[PEER]. Traffic between PEER and the engine crosses the
+# bridge, where lab_wire_loss can drop it without either sender knowing.
+lab_peer() {
+  local name=$1 peer=$2
+  local ns=${LAB_NS[$name]} tap=${LAB_TAP[$name]}
+  lab_host "$peer" || return 1
+  local pns=${LAB_NS[$peer]}
+  local pfx=${LAB_PFX[$name]} kip=${LAB_KIP[$name]}
+  local pip
+  pip=$(python3 -c "import ipaddress,sys; n=ipaddress.ip_interface(sys.argv[1]).network; print(list(n.hosts())[2])" "${LAB_EIP[$name]}/$pfx")
+  # net_tap gives the kernel side of the tap the engine's own MAC address. A bridge
+  # takes frames to its ports' addresses as its own, so give both new ones first.
+  ip -n "$ns" link set "$tap" address "$(lab_random_mac)"
+  ip -n "$ns" link add br0 address "$(lab_random_mac)" type bridge || { lab_fail "no bridge support"; return 1; }
+  ip -n "$ns" link add vp0 type veth peer name vp1 netns "$pns" || { lab_fail "no veth support"; return 1; }
+  ip -n "$ns" addr del "$kip/$pfx" dev "$tap"
+  ip -n "$ns" link set "$tap" master br0
+  ip -n "$ns" link set vp0 master br0
+  ip -n "$ns" addr add "$kip/$pfx" dev br0
+  ip -n "$ns" link set br0 up
+  ip -n "$ns" link set vp0 up
+  ip -n "$pns" addr add "$pip/$pfx" dev vp1
+  ip -n "$pns" link set vp1 txqueuelen 10000
+  ip -n "$pns" link set vp1 up
+  LAB_KIP[$peer]=$pip
+}
+
+# lab_wire_loss NAME PERCENT: the bridge of host NAME (see lab_peer) drops PERCENT% of
+# the frames it forwards towards the engine: loss on the wire, which the sender only
+# learns of from TCP. (nftables in the sender's own output path would not do: a drop
+# there is reported back to TCP, which just sends again, with no loss recovery at all.)
+lab_wire_loss() {
+  local name=$1 pct=$2
+  lab_exec "$name" nft -f - <<NFT || { lab_fail "nftables rule failed"; return 1; }
+table bridge mglab {
+  chain wireloss {
+    type filter hook forward priority 0; policy accept;
+    ip daddr ${LAB_EIP[$name]} numgen random mod 100 < $pct counter drop
+  }
+}
+NFT
+}
+
+# Frames the wire-loss rule of host NAME dropped so far.
+lab_wire_loss_count() {
+  lab_exec "$1" nft list chain bridge mglab wireloss 2>/dev/null | sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | head -1
 }
 
 # Stops the engine with SIGTERM and sets LAB_RC to its exit code (124 if it had to be
