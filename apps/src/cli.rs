@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! migratory serve --ip ADDR/PREFIX [--name NAME] [--idle interrupt|sleep|spin]
-//!                 [--app NAME --port N] [--device DPDK-PORT-NAME] -- EAL-ARGS
+//!                 [--app NAME --port N] [--root DIR] [--device DPDK-PORT-NAME] -- EAL-ARGS
 //! ```
 //! Exit codes: 0 clean stop, 1 failure while running, 2 bad arguments or set-up.
 use clap::{Parser, Subcommand, ValueEnum};
@@ -114,6 +114,9 @@ pub struct ServeArgs {
     /// The application's TCP port (default: the application's well-known port).
     #[arg(long, requires = "app")]
     pub port: Option<u16>,
+    /// The directory whose files `--app http` serves (loaded into memory at start).
+    #[arg(long, value_name = "DIR", requires = "app")]
+    pub root: Option<std::path::PathBuf>,
     /// Cores (lcores) to run, each with its own queue pair; flows are spread over them
     /// and frames reaching the wrong core are handed to their owner.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]

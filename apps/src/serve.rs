@@ -50,7 +50,7 @@ pub fn eal_args(args: &ServeArgs) -> EalArgs {
 }
 
 pub fn serve(args: &ServeArgs) -> i32 {
-    let factory = match AppFactory::new(args.app, args.port) {
+    let factory = match AppFactory::new(args.app, args.port, args.root.as_deref()) {
         Ok(f) => f,
         Err(e) => return usage_error(e),
     };

@@ -364,7 +364,9 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed<'_>, RequestError> {
         }
         let value = trim_ows(&line[colon + 1..]);
         if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-            return Err(RequestError::Malformed("control character in a header field"));
+            return Err(RequestError::Malformed(
+                "control character in a header field",
+            ));
         }
         if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
@@ -489,7 +491,10 @@ pub fn normalize_path(target: &[u8], out: &mut Vec<u8>) -> Result<bool, RequestE
             return Err(RequestError::Malformed("request target scheme"));
         }
         let after = &path[i + 3..];
-        path = match after.iter().position(|&b| b == b'/' || b == b'?' || b == b'#') {
+        path = match after
+            .iter()
+            .position(|&b| b == b'/' || b == b'?' || b == b'#')
+        {
             Some(j) if after[j] == b'/' => &after[j..],
             _ => b"/",
         };
@@ -510,7 +515,9 @@ pub fn normalize_path(target: &[u8], out: &mut Vec<u8>) -> Result<bool, RequestE
         percent_decode(raw, out)?;
         let seg = &out[seg_start..];
         if seg.contains(&b'/') || seg.contains(&0) || seg.contains(&b'\\') {
-            return Err(RequestError::Malformed("encoded separator or NUL in the path"));
+            return Err(RequestError::Malformed(
+                "encoded separator or NUL in the path",
+            ));
         }
         dir = seg.is_empty() || seg == b"." || seg == b"..";
         if seg.is_empty() || seg == b"." {
@@ -638,6 +645,17 @@ enum Chunk {
     Body { data: Arc<[u8]>, pos: usize },
 }
 
+/// Responses waiting for send-buffer room.
+#[derive(Debug, Default)]
+struct Output {
+    /// Response heads (and error bodies) to send; `head_pos` is what was sent.
+    head: Vec<u8>,
+    head_pos: usize,
+    queue: VecDeque<Chunk>,
+    /// Queued responses (heads in `queue`).
+    responses: usize,
+}
+
 /// One connection's state.
 #[derive(Debug, Default)]
 struct Conn {
@@ -645,12 +663,7 @@ struct Conn {
     input: Vec<u8>,
     /// Bytes of a request body still to discard.
     skip: u64,
-    /// Response heads (and error bodies) to send; `head_pos` is what was sent.
-    head: Vec<u8>,
-    head_pos: usize,
-    queue: VecDeque<Chunk>,
-    /// Queued responses (heads in `queue`).
-    responses: usize,
+    out: Output,
     /// No more requests are read: close once the queue is sent.
     closing: bool,
     /// Our direction is closed; only `Closed` is awaited.
@@ -662,10 +675,10 @@ impl Conn {
     fn reset(&mut self, now: Instant) {
         self.input.clear();
         self.skip = 0;
-        self.head.clear();
-        self.head_pos = 0;
-        self.queue.clear();
-        self.responses = 0;
+        self.out.head.clear();
+        self.out.head_pos = 0;
+        self.out.queue.clear();
+        self.out.responses = 0;
         self.closing = false;
         self.done = false;
         self.last_active = now;
@@ -724,11 +737,11 @@ impl Http {
             return;
         }
         loop {
-            if flush(cx, id, conn, &mut self.stats).is_err() {
+            if flush(cx, id, &mut conn.out, &mut self.stats).is_err() {
                 return; // the connection failed; Closed follows
             }
             if conn.closing {
-                if conn.queue.is_empty() {
+                if conn.out.queue.is_empty() {
                     // Everything is in the send buffer: FIN after it, and discard
                     // whatever else the client sends.
                     let _ = cx.shutdown(id, Shutdown::Both);
@@ -736,7 +749,7 @@ impl Http {
                 }
                 return;
             }
-            if conn.responses >= MAX_PIPELINE {
+            if conn.out.responses >= MAX_PIPELINE {
                 return; // Writable follows
             }
             if answer_one(&self.site, &mut self.path, conn, &mut self.stats) {
@@ -747,7 +760,13 @@ impl Http {
             if room == 0 {
                 // Unreachable: a partial head is shorter than the buffer. Refuse rather
                 // than stall if that ever changes.
-                queue_error(conn, Status::HeaderTooLarge, false, false, &mut self.stats);
+                queue_error(
+                    &mut conn.out,
+                    Status::HeaderTooLarge,
+                    false,
+                    false,
+                    &mut self.stats,
+                );
                 conn.input.clear();
                 conn.closing = true;
                 continue;
@@ -789,7 +808,7 @@ impl Http {
         for (id, conn) in self.conns.iter_mut() {
             let idle = now.saturating_duration_since(conn.last_active) >= IDLE_TIMEOUT;
             if idle && !conn.done {
-                if conn.queue.is_empty() {
+                if conn.out.queue.is_empty() {
                     let _ = cx.shutdown(id, Shutdown::Both);
                 } else {
                     // Output waiting and no progress for the whole timeout: the client
@@ -807,7 +826,7 @@ impl Http {
 fn flush(
     cx: &mut Ctx<'_>,
     id: ConnId,
-    conn: &mut Conn,
+    conn: &mut Output,
     stats: &mut HttpStats,
 ) -> Result<(), engine::stack::StackError> {
     while let Some(chunk) = conn.queue.front_mut() {
@@ -859,7 +878,7 @@ fn answer_one(site: &Site, path: &mut Vec<u8>, conn: &mut Conn, stats: &mut Http
         Ok(Parsed::Complete { request, len }) => (request, len),
         Err(e) => {
             stats.requests += 1;
-            queue_error(conn, e.status(), false, false, stats);
+            queue_error(&mut conn.out, e.status(), false, false, stats);
             conn.input.clear();
             conn.closing = true;
             return true;
@@ -872,47 +891,71 @@ fn answer_one(site: &Site, path: &mut Vec<u8>, conn: &mut Conn, stats: &mut Http
     match request.method {
         Method::Get | Method::Head => match normalize_path(request.target, path) {
             Err(e) => {
-                queue_error(conn, e.status(), false, head_only, stats);
+                queue_error(&mut conn.out, e.status(), false, head_only, stats);
                 conn.closing = true;
             }
             Ok(dir) => match site.resolve(path, dir) {
                 Some(file) => {
-                    let start = conn.head.len();
+                    let out = &mut conn.out;
+                    let start = out.head.len();
                     write_head(
-                        &mut conn.head,
+                        &mut out.head,
                         Status::Ok,
                         file.content_type,
                         file.data.len() as u64,
                         keep_alive,
                         http10,
                     );
-                    conn.queue.push_back(Chunk::Head(conn.head.len() - start));
+                    out.queue.push_back(Chunk::Head(out.head.len() - start));
                     if !head_only && !file.data.is_empty() {
-                        conn.queue.push_back(Chunk::Body {
+                        out.queue.push_back(Chunk::Body {
                             data: Arc::clone(&file.data),
                             pos: 0,
                         });
                     }
-                    conn.responses += 1;
+                    out.responses += 1;
                     stats.ok += 1;
                 }
-                None => queue_error(conn, Status::NotFound, keep_alive, head_only, stats),
+                None => queue_error(
+                    &mut conn.out,
+                    Status::NotFound,
+                    keep_alive,
+                    head_only,
+                    stats,
+                ),
             },
         },
-        Method::NotAllowed => {
-            queue_error(conn, Status::MethodNotAllowed, keep_alive, false, stats)
-        }
-        Method::Unknown => queue_error(conn, Status::NotImplemented, keep_alive, false, stats),
+        Method::NotAllowed => queue_error(
+            &mut conn.out,
+            Status::MethodNotAllowed,
+            keep_alive,
+            false,
+            stats,
+        ),
+        Method::Unknown => queue_error(
+            &mut conn.out,
+            Status::NotImplemented,
+            keep_alive,
+            false,
+            stats,
+        ),
     }
+    let body_len = request.body_len;
     conn.input.drain(..len);
-    conn.skip = request.body_len;
+    conn.skip = body_len;
     if !keep_alive {
         conn.closing = true;
     }
     true
 }
 
-fn queue_error(conn: &mut Conn, status: Status, keep_alive: bool, head_only: bool, stats: &mut HttpStats) {
+fn queue_error(
+    conn: &mut Output,
+    status: Status,
+    keep_alive: bool,
+    head_only: bool,
+    stats: &mut HttpStats,
+) {
     let body = status.error_body();
     let start = conn.head.len();
     write_head(
@@ -998,11 +1041,17 @@ mod tests {
     fn keep_alive_rules() {
         let ka = |buf: &[u8]| complete(buf).0.keep_alive;
         assert!(ka(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-        assert!(!ka(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
-        assert!(!ka(b"GET / HTTP/1.1\r\nHost: x\r\nconnection: Upgrade, CLOSE\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: x\r\nconnection: Upgrade, CLOSE\r\n\r\n"
+        ));
         assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(ka(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
-        assert!(!ka(b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"
+        ));
     }
 
     #[test]
@@ -1010,7 +1059,10 @@ mod tests {
         let m = |buf: &[u8]| complete(buf).0.method;
         assert_eq!(m(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"), Method::Head);
         assert_eq!(m(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n"), Method::NotAllowed);
-        assert_eq!(m(b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n"), Method::NotAllowed);
+        assert_eq!(
+            m(b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Method::NotAllowed
+        );
         assert_eq!(m(b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n"), Method::Unknown);
         // Methods are case-sensitive (RFC 9110 §9.1).
         assert_eq!(m(b"get / HTTP/1.1\r\nHost: x\r\n\r\n"), Method::Unknown);
@@ -1020,7 +1072,11 @@ mod tests {
     fn every_split_point_is_partial_until_complete() {
         let buf = b"GET /a/b?q=1 HTTP/1.1\r\nHost: example\r\nAccept: */*\r\n\r\n";
         for cut in 0..buf.len() {
-            assert_eq!(parse_request(&buf[..cut]), Ok(Parsed::Partial), "cut at {cut}");
+            assert_eq!(
+                parse_request(&buf[..cut]),
+                Ok(Parsed::Partial),
+                "cut at {cut}"
+            );
         }
         let (r, len) = complete(buf);
         assert_eq!(len, buf.len());
@@ -1059,7 +1115,9 @@ mod tests {
     fn content_length_is_reported_and_checked() {
         let (r, _) = complete(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n");
         assert_eq!(r.body_len, 12);
-        let (r, _) = complete(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n");
+        let (r, _) = complete(
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n",
+        );
         assert_eq!(r.body_len, 3);
         for bad in [
             &b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"[..],
@@ -1068,7 +1126,12 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
         ] {
-            assert_eq!(error(bad).status(), Status::BadRequest, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                error(bad).status(),
+                Status::BadRequest,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert_eq!(
             error(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -1099,9 +1162,17 @@ mod tests {
             b"\rGET / HTTP/1.1\r\nHost: x\r\n\r\n",
             b"\x00\x01\x02\x03\r\n\r\n",
         ] {
-            assert_eq!(error(bad).status(), Status::BadRequest, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                error(bad).status(),
+                Status::BadRequest,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        assert_eq!(error(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), RequestError::Version);
+        assert_eq!(
+            error(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"),
+            RequestError::Version
+        );
         assert_eq!(error(b"GET / HTTP/0.9\r\n\r\n"), RequestError::Version);
     }
 
@@ -1124,7 +1195,10 @@ mod tests {
         ok.extend_from_slice(b"\r\n\r\n");
         assert_eq!(complete(&ok).1, MAX_HEADER);
         // Endless empty lines are bounded too.
-        assert_eq!(error(&vec![b'\n'; MAX_HEADER + 2]), RequestError::HeaderTooLarge);
+        assert_eq!(
+            error(&vec![b'\n'; MAX_HEADER + 2]),
+            RequestError::HeaderTooLarge
+        );
     }
 
     #[test]
@@ -1179,7 +1253,17 @@ mod tests {
         ok("http://example.com/a/b", "a/b", false);
         ok("http://example.com", "", true);
         ok("HTTP://example.com?x", "", true);
-        for bad in ["*", "example.com:80", "a/b", "/a%2fb", "/a%00", "/%zz", "/%4", "/a%5cb", "ftp://x/a"] {
+        for bad in [
+            "*",
+            "example.com:80",
+            "a/b",
+            "/a%2fb",
+            "/a%00",
+            "/%zz",
+            "/%4",
+            "/a%5cb",
+            "ftp://x/a",
+        ] {
             assert!(norm(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -1205,7 +1289,10 @@ mod tests {
         assert_eq!(get("/sub/a.txt/"), None);
         assert_eq!(get("/missing"), None);
         assert_eq!(site.bytes(), 8);
-        assert_eq!(site.file("sub/a.txt").map(|f| f.content_type), Some("text/plain; charset=utf-8"));
+        assert_eq!(
+            site.file("sub/a.txt").map(|f| f.content_type),
+            Some("text/plain; charset=utf-8")
+        );
     }
 
     #[test]
@@ -1236,12 +1323,21 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nServer: migratory\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
         );
         out.clear();
-        write_head(&mut out, Status::MethodNotAllowed, "text/plain", 0, false, false);
+        write_head(
+            &mut out,
+            Status::MethodNotAllowed,
+            "text/plain",
+            0,
+            false,
+            false,
+        );
         let s = String::from_utf8(out.clone()).unwrap();
         assert!(s.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(s.contains("Allow: GET, HEAD\r\n") && s.contains("Connection: close\r\n"));
         out.clear();
         write_head(&mut out, Status::Ok, "text/plain", 0, true, true);
-        assert!(String::from_utf8(out).unwrap().contains("Connection: keep-alive\r\n"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("Connection: keep-alive\r\n"));
     }
 }

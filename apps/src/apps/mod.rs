@@ -2,15 +2,22 @@
 //!
 //! Each is an [`engine::stack::App`]: event-driven, non-blocking, inline on the core that
 //! owns the connection. [`AnyApp`] dispatches to the one chosen on the command line.
+use std::path::Path;
+use std::sync::Arc;
+
 use engine::stack::{App, ConnId, Ctx, Event, StackError};
 
 use crate::cli::AppName;
 
 pub mod discard;
 pub mod echo;
+pub mod http;
+pub mod iperf3;
 
 pub use discard::Discard;
 pub use echo::Echo;
+pub use http::Http;
+pub use iperf3::Iperf3;
 
 /// Per-connection state of an application, kept in a `Vec` indexed by
 /// [`ConnId::index`] (dense, reused after [`Event::Closed`]).
@@ -52,6 +59,11 @@ impl<T> PerConn<T> {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
 
+    /// Every entry, with its connection.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ConnId, &mut T)> {
+        self.slots.iter_mut().filter_map(|s| s.as_mut().map(|(id, v)| (*id, v)))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -64,6 +76,8 @@ pub enum AnyApp {
     Nothing,
     Echo(Echo),
     Discard(Discard),
+    Http(Http),
+    Iperf3(Iperf3),
 }
 
 impl AnyApp {
@@ -82,16 +96,27 @@ impl AnyApp {
 pub struct AppFactory {
     name: Option<AppName>,
     port: u16,
+    /// The files `http` serves, loaded from `--root`.
+    site: Option<Arc<http::Site>>,
 }
 
 impl AppFactory {
-    /// Prepares `name` to listen on `port` (its well-known port if `None`).
-    pub fn new(name: Option<AppName>, port: Option<u16>) -> Result<AppFactory, String> {
+    /// Prepares `name` to listen on `port` (its well-known port if `None`); `http` loads
+    /// the files under `root` now.
+    pub fn new(name: Option<AppName>, port: Option<u16>, root: Option<&Path>) -> Result<AppFactory, String> {
         let port = port.or(name.map(AppName::default_port)).unwrap_or(0);
-        match name {
-            None | Some(AppName::Echo | AppName::Discard) => Ok(AppFactory { name, port }),
-            Some(other) => Err(format!("--app {other:?} is not available in this build yet (echo and discard are)")),
-        }
+        let site = match (name, root) {
+            (Some(AppName::Http), Some(root)) => Some(Arc::new(http::Site::load(root).map_err(|e| e.to_string())?)),
+            (Some(AppName::Http), None) => return Err("--app http needs --root DIR (the files to serve)".into()),
+            (_, Some(_)) => return Err("--root is for --app http only".into()),
+            _ => None,
+        };
+        Ok(AppFactory { name, port, site })
+    }
+
+    /// The loaded site of `--app http`.
+    pub fn site(&self) -> Option<&Arc<http::Site>> {
+        self.site.as_ref()
     }
 
     /// The TCP port the application listens on (0: none).
@@ -104,7 +129,15 @@ impl AppFactory {
             None => AnyApp::Nothing,
             Some(AppName::Echo) => AnyApp::Echo(Echo::default()),
             Some(AppName::Discard) => AnyApp::Discard(Discard::default()),
-            Some(AppName::Http | AppName::Iperf3) => AnyApp::Nothing,
+            Some(AppName::Http) => match &self.site {
+                Some(site) => AnyApp::Http(Http::new(Arc::clone(site))),
+                None => AnyApp::Nothing, // `new` refuses http without a site
+            },
+            Some(AppName::Iperf3) => {
+                let mut app = Iperf3::new();
+                app.verbose = true;
+                AnyApp::Iperf3(app)
+            }
         }
     }
 }
@@ -115,6 +148,8 @@ impl App for AnyApp {
             AnyApp::Nothing => {}
             AnyApp::Echo(a) => a.on_event(cx, conn, event),
             AnyApp::Discard(a) => a.on_event(cx, conn, event),
+            AnyApp::Http(a) => a.on_event(cx, conn, event),
+            AnyApp::Iperf3(a) => a.on_event(cx, conn, event),
         }
     }
 
@@ -123,6 +158,8 @@ impl App for AnyApp {
             AnyApp::Nothing => {}
             AnyApp::Echo(a) => a.on_poll(cx),
             AnyApp::Discard(a) => a.on_poll(cx),
+            AnyApp::Http(a) => a.on_poll(cx),
+            AnyApp::Iperf3(a) => a.on_poll(cx),
         }
     }
 }
