@@ -331,14 +331,18 @@ where
     }
     let board = &spec.board;
     let pool = spec.pool;
-    engine.run_with(clock, &spec.stop, spec.idle, STATS_EVERY, |e| {
+    let publish = |e: &Engine<P, AnyApp, MeshSteer<P::Frame>>| {
         board.publish(index, |snap| {
             snap.lcore = lcore;
             snap.counters.clone_from(e.counters());
             snap.extra = stack_figures(e);
             snap.extra.push(("mbufs_in_use", u64::from(pool.in_use())));
         })
-    });
+    };
+    engine.run_with(clock, &spec.stop, spec.idle, STATS_EVERY, publish);
+    // A clean stop: peers learn at once that their connections are gone.
+    engine.shutdown(clock.now());
+    publish(&engine);
     0
 }
 

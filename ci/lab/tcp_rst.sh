@@ -23,6 +23,29 @@ assert t["listen_resets_sent"] >= 1, "a RST from the listener for the stray data
 assert t["connections"] == 0, "the client's RST freed the connection"
 assert t["tcp_errors"] >= 1, "the reset was reported to the application as an error"
 PY
+# A clean stop resets the connections still open: the client sees ECONNRESET at once.
+cat > "$LAB_DIR/held.py" <<'PYEOF'
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+c.sendall(b"hold")
+assert c.recv(4) == b"hold"
+print("holding", flush=True)
+c.settimeout(10)
+t = time.monotonic()
+try:
+    data = c.recv(10)
+    print(f"no reset: recv returned {data!r} after {time.monotonic() - t:.2f}s")
+except ConnectionResetError:
+    print(f"reset after {time.monotonic() - t:.2f}s")
+except socket.timeout:
+    print("no reset: timeout")
+PYEOF
+lab_exec a python3 "$LAB_DIR/held.py" 10.81.0.2 7 > "$LAB_DIR/held.out" 2>&1 &
+held=$!
+for i in $(seq 1 50); do grep -q holding "$LAB_DIR/held.out" && break; sleep 0.1; done
 lab_stop_engine a
 [ "$LAB_RC" = 0 ] || { echo "FAIL: engine exited with $LAB_RC"; exit 1; }
-echo "ok: RST for closed port, RST for data without connection, client RST frees the connection"
+wait $held
+cat "$LAB_DIR/held.out"
+grep -q "^reset after" "$LAB_DIR/held.out" || { echo "FAIL: the open connection was not reset when the engine stopped"; exit 1; }
+echo "ok: RST for closed port, RST for data without connection, client RST frees the connection, stop resets open connections"

@@ -268,6 +268,14 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         received
     }
 
+    /// Ends every connection with a RST and closes the listeners, tells the application,
+    /// and sends the RSTs: what a clean stop does before the port closes.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.stack.abort_all();
+        self.stack.dispatch(now, &mut self.app);
+        self.transmit(now);
+    }
+
     /// Collects every pending segment and sends it with the replies.
     fn transmit(&mut self, now: Instant) {
         let port = &mut self.port;

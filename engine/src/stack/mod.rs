@@ -337,6 +337,28 @@ impl Stack {
         out
     }
 
+    /// Resets every connection (RST to each peer, [`Event::Closed`] to the application
+    /// at the next dispatch) and closes every listener: an orderly stop. The RSTs go out
+    /// with the next [`Stack::transmit`].
+    pub fn abort_all(&mut self) {
+        for listener in self.listeners.drain(..) {
+            self.table.remove_listener(&listener.local());
+        }
+        let ids: Vec<ConnId> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.entry.is_some())
+            .map(|(i, s)| ConnId { index: i as u32, generation: s.generation })
+            .collect();
+        for id in ids {
+            if let Some(e) = self.entry_mut(id) {
+                e.conn.abort();
+            }
+            self.touch(id);
+        }
+    }
+
     /// Connections held (any state).
     pub fn connection_count(&self) -> usize {
         self.slots.len() - self.free.len()
@@ -421,7 +443,8 @@ impl Stack {
         self.config.tcp
     }
 
-    fn install(&mut self, conn: Connection, listener_port: Option<u16>) -> Result<ConnId, Connection> {
+    /// Puts `conn` in the table; gives it back (boxed: the error path is cold) if full.
+    fn install(&mut self, conn: Connection, listener_port: Option<u16>) -> Result<ConnId, Box<Connection>> {
         let tuple = conn.tuple();
         let index = match self.free.pop() {
             Some(i) => i,
@@ -435,7 +458,7 @@ impl Stack {
         let id = ConnId { index, generation: slot.generation };
         if self.table.insert_connection(tuple, id).is_err() {
             self.free.push(index);
-            return Err(conn);
+            return Err(Box::new(conn));
         }
         slot.entry = Some(Entry { conn, timer: None, deadline: None, touched: false, listener_port, user: 0 });
         self.touch(id);
@@ -700,15 +723,21 @@ impl Stack {
         }
 
         let mut touched = core::mem::take(&mut self.touched);
-        for &id in &touched {
+        // Connections whose output could not be tried (no MAC address for the next hop
+        // yet, or no buffers) stay touched, in order, for the next call: nothing else
+        // would bring them back (their timers are armed by what they send).
+        let mut kept = 0;
+        for i in 0..touched.len() {
+            let id = touched[i];
             let Some(slot) = self.slots.get_mut(id.index as usize) else { continue };
             if slot.generation != id.generation {
                 continue;
             }
             let Some(e) = slot.entry.as_mut() else { continue };
-            e.touched = false;
+            let mut done = false;
             if !out_of_buffers {
                 if let Some(mac) = resolve(&self.iface, gateway, e.conn.tuple().remote_ip(), now) {
+                    done = true;
                     while let Some(t) = e.conn.poll_transmit(now) {
                         if write_frame(&t, our_mac, mac, caps, alloc, out) {
                             self.tcp.segments_out += 1;
@@ -717,18 +746,26 @@ impl Stack {
                             // recovers it once buffers are back.
                             self.tcp.no_buffers += 1;
                             out_of_buffers = true;
+                            done = false;
                             break;
                         }
                     }
                 }
             }
             if e.conn.is_closed() {
+                e.touched = false;
                 self.remove(id);
-            } else {
-                self.rearm(id);
+                continue;
             }
+            if done {
+                e.touched = false;
+            } else {
+                touched[kept] = id;
+                kept += 1;
+            }
+            self.rearm(id);
         }
-        touched.clear();
+        touched.truncate(kept);
         self.touched = touched;
     }
 
