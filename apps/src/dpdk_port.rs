@@ -54,6 +54,8 @@ pub struct DpdkQueue<'p> {
     mac: EthernetAddress,
     mtu: usize,
     interrupts: bool,
+    /// Below this many free mbufs in the pool, new connections are refused.
+    low_water: u32,
 }
 
 impl<'p> DpdkQueue<'p> {
@@ -70,7 +72,9 @@ impl<'p> DpdkQueue<'p> {
         if interrupts {
             port.rx_intr_register(queue)?;
         }
-        Ok(DpdkQueue { port, queue, pool, mac, mtu, interrupts })
+        // An eighth of what the pool held at start-up (the rx rings already took theirs).
+        let low_water = pool.available() / 8;
+        Ok(DpdkQueue { port, queue, pool, mac, mtu, interrupts, low_water })
     }
 }
 
@@ -102,6 +106,10 @@ impl Port for DpdkQueue<'_> {
 
     fn mtu(&self) -> usize {
         self.mtu
+    }
+
+    fn buffers_low(&self) -> bool {
+        self.pool.available() < self.low_water
     }
 
     fn idle_support(&self) -> IdleSupport {

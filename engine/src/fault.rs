@@ -660,6 +660,10 @@ impl<P: Port, C: Clock> FaultyPort<P, C> {
 }
 
 impl<P: Port, C: Clock> Port for FaultyPort<P, C> {
+    fn buffers_low(&self) -> bool {
+        self.inner.buffers_low()
+    }
+
     type Frame = P::Frame;
 
     fn recv_burst(&mut self, out: &mut Vec<Self::Frame>, max: usize) -> usize {

@@ -22,6 +22,9 @@ use crate::stack::{App, NoApp, Received, Stack, StackConfig, StackKeys};
 use crate::stats::{Counters, DropReason};
 use crate::time::{Clock, Duration, Instant};
 
+/// How often the loop asks the port whether buffers run low.
+const PRESSURE_CHECK: Duration = Duration::from_millis(1);
+
 /// How often the loop looks for connections waiting on an ARP resolution.
 const ARP_RETRY: Duration = Duration::from_millis(200);
 
@@ -123,6 +126,7 @@ pub struct Engine<P: Port, A: App = NoApp, S: Steer<P::Frame> = NoSteer> {
     tx: Vec<P::Frame>,
     interrupt_fell_back: bool,
     next_arp_check: Instant,
+    next_pressure_check: Instant,
     /// Frames handed to other cores, and frames they handed here.
     pub steered_out: u64,
     pub steered_in: u64,
@@ -157,6 +161,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             tx: Vec::with_capacity(BURST_SIZE),
             interrupt_fell_back: false,
             next_arp_check: Instant::ZERO,
+            next_pressure_check: Instant::ZERO,
             steered_out: 0,
             steered_in: 0,
         }
@@ -220,6 +225,10 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     /// process it, fire timers, run the application, send. Returns the number of frames
     /// received.
     pub fn poll_once(&mut self, now: Instant) -> usize {
+        if now >= self.next_pressure_check {
+            self.next_pressure_check = now + PRESSURE_CHECK;
+            self.stack.set_buffers_low(self.port.buffers_low());
+        }
         self.port.recv_burst(&mut self.rx, BURST_SIZE);
         let from_port = self.rx.len();
         let steered = self.steer.receive(&mut self.rx, BURST_SIZE);

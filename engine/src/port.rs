@@ -52,6 +52,13 @@ pub trait Port {
     /// The device's MTU (IP packet size, without the Ethernet header).
     fn mtu(&self) -> usize;
 
+    /// Whether the buffer pool is running low: the engine then refuses new connections
+    /// (SYNs are dropped and counted) until it recovers, so that established ones keep
+    /// the buffers they need. Checked about once a millisecond.
+    fn buffers_low(&self) -> bool {
+        false
+    }
+
     /// Whether [`Port::wait_rx`] can block on receive interrupts.
     fn idle_support(&self) -> IdleSupport {
         IdleSupport::PollOnly

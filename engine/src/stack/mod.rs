@@ -139,6 +139,8 @@ pub struct TcpCounters {
     pub table_full: u64,
     pub no_buffers: u64,
     pub no_route: u64,
+    /// SYNs dropped because buffers ran low.
+    pub syn_dropped_low_buffers: u64,
     /// Sums over closed connections (live ones are added when reporting).
     pub retransmits: u64,
     pub fast_recoveries: u64,
@@ -159,6 +161,7 @@ impl TcpCounters {
             table_full,
             no_buffers,
             no_route,
+            syn_dropped_low_buffers,
             retransmits,
             fast_recoveries,
             rto_expiries,
@@ -175,6 +178,7 @@ impl TcpCounters {
             ("tcp_drop_table_full", table_full),
             ("tcp_no_buffers", no_buffers),
             ("tcp_no_route", no_route),
+            ("tcp_syn_dropped_low_buffers", syn_dropped_low_buffers),
             ("tcp_retransmits", retransmits),
             ("tcp_fast_recoveries", fast_recoveries),
             ("tcp_rto_expiries", rto_expiries),
@@ -233,6 +237,8 @@ pub struct Stack {
     /// With several cores: how flows map to cores, and which core this is. `None`: this
     /// stack owns every flow.
     owner: Option<(FlowSteer, u16)>,
+    /// Buffers are low: refuse new connections.
+    buffers_low: bool,
 }
 
 /// What [`Stack::receive`] did with a frame.
@@ -266,6 +272,7 @@ impl Stack {
             next_port,
             tcp: TcpCounters::default(),
             owner: None,
+            buffers_low: false,
         }
     }
 
@@ -367,6 +374,12 @@ impl Stack {
     /// Half-open connections held by listeners.
     pub fn half_open_count(&self) -> usize {
         self.listeners.iter().map(|l| l.half_open() + l.pending_accept()).sum()
+    }
+
+    /// Tells the stack whether the buffer pool is running low; while it is, SYNs to
+    /// listeners are dropped (the peer retries) rather than accepted.
+    pub fn set_buffers_low(&mut self, low: bool) {
+        self.buffers_low = low;
     }
 
     /// Makes this stack core `core` of `steer`: it owns the flows whose home is `core`;
@@ -569,6 +582,9 @@ impl Stack {
             Lookup::TimeWait(_) => {
                 // Compact TIME-WAIT records are not used yet: connections stay whole
                 // through TIME-WAIT (see `Stack::transmit`).
+            }
+            Lookup::Listener { .. } if self.buffers_low && repr.control == crate::wire::tcp::Control::Syn => {
+                self.tcp.syn_dropped_low_buffers += 1;
             }
             Lookup::Listener { listener: &index, .. } => {
                 let Some(listener) = self.listeners.get_mut(index as usize) else {
