@@ -54,12 +54,17 @@ pub fn init_eal(args: &EalArgs) -> Result<Eal, String> {
     Eal::init(args).map_err(|e| format!("DPDK EAL init failed: {e} (see the EAL messages above)"))
 }
 
-/// The port to use: the one named `device`, else the first available.
-pub fn port_id(device: Option<&str>) -> Result<u16, String> {
+/// The port to use: the one named `device`, else the first available. `args` only
+/// shape the error message.
+pub fn port_id(device: Option<&str>, args: &EalArgs) -> Result<u16, String> {
     match device {
         Some(name) => Port::by_name(name).map_err(|e| e.to_string()),
         None => Port::ids().first().copied().ok_or_else(|| {
-            "no DPDK port found: give one with --vdev=net_memif0,... (or -a PCI for a NIC); if you did, the DPDK driver plugins are missing: run ci/setup".to_owned()
+            if args.has("--vdev") || args.has("-a") {
+                "no DPDK port came up: the device given to EAL failed to probe (see the driver's messages above; for memif: a socket path still in use by another process, or left behind by one that crashed)".to_owned()
+            } else {
+                "no DPDK port found: give one after `--` with --vdev=net_memif0,... (or -a PCI for a NIC)".to_owned()
+            }
         }),
     }
 }

@@ -52,6 +52,12 @@ struct L2Args {
     /// Seconds to keep retrying the port's start until the peer is up (memif client).
     #[arg(long, default_value_t = 30)]
     connect_timeout: u64,
+    /// After the run, wait up to this many seconds for the peer to close the link before
+    /// closing ours (prints `drained` on stderr first). A memif server whose client
+    /// disconnects while it polls can crash in DPDK (the rings are unmapped under it), so
+    /// perf/run stops the reflector first.
+    #[arg(long, default_value_t = 0.0)]
+    wait_peer_close: f64,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -100,6 +106,9 @@ fn l2(args: &L2Args) -> i32 {
         Ok(l) => l,
         Err(e) => return cli::usage_error(BIN, e),
     };
+    if !(args.wait_peer_close.is_finite() && (0.0..=3600.0).contains(&args.wait_peer_close)) {
+        return cli::usage_error(BIN, "--wait-peer-close must be in [0, 3600] seconds");
+    }
     if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 86_400.0) {
         return cli::usage_error(
             BIN,
@@ -122,7 +131,7 @@ fn l2(args: &L2Args) -> i32 {
         Ok(e) => e,
         Err(e) => return cli::usage_error(BIN, e),
     };
-    let id = match dpdk::port_id(args.device.as_deref()) {
+    let id = match dpdk::port_id(args.device.as_deref(), &eal_args) {
         Ok(id) => id,
         Err(e) => return cli::usage_error(BIN, e),
     };
@@ -153,6 +162,19 @@ fn l2(args: &L2Args) -> i32 {
     }
     let template = frame::probe_template(dst, open.mac, len);
     let report = blast(&open, args, &template, &stop);
+    if args.wait_peer_close > 0.0 {
+        eprintln!(
+            "{BIN}: drained; waiting up to {} s for the peer to close the link",
+            args.wait_peer_close
+        );
+        let end = Instant::now() + Duration::from_secs_f64(args.wait_peer_close);
+        while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+            if matches!(open.port.link(), Ok(l) if !l.up) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     let pool = open.pool;
     drop(open);
     let leaked = pool.in_use();

@@ -63,7 +63,7 @@ fn run(args: &Args) -> i32 {
         Ok(e) => e,
         Err(e) => return cli::usage_error(BIN, e),
     };
-    let id = match dpdk::port_id(args.device.as_deref()) {
+    let id = match dpdk::port_id(args.device.as_deref(), &eal_args) {
         Ok(id) => id,
         Err(e) => return cli::usage_error(BIN, e),
     };

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Keeps the performance tooling working: runs `perf/run --quick` (debug build, results in a
+# temporary folder, not perf/results) and checks that every system it measured produced a
+# figure: the wire ceiling (reflector + migratory-gen l2 over net_memif) and the Linux
+# baseline of each workload, plus the markdown table and one PNG per workload. It checks
+# that the figures exist and are positive, not their size.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+[ "$(id -u)" -eq 0 ] || { echo "FAIL: needs root (memif, hugepages)"; exit 1; }
+out=$(mktemp -d /tmp/mg-perf-quick.XXXX)
+trap 'rm -rf "$out"' EXIT
+
+start=$(date +%s)
+python3 perf/run --quick --debug --out "$out" > "$out/run.log" 2>&1
+rc=$?
+secs=$(( $(date +%s) - start ))
+if [ "$rc" -ne 0 ]; then
+  echo "FAIL: perf/run --quick exited $rc"; tail -n 30 "$out/run.log"; exit 1
+fi
+
+summary=$(python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+doc = json.load(open(os.path.join(out, "latest.json")))
+bad = []
+for key in ("commit", "machine", "generated"):
+    if not doc.get(key):
+        bad.append(f"no {key}")
+m = doc.get("machine") or {}
+if not m.get("cpu_model") or not m.get("cores"):
+    bad.append("machine lacks cpu_model/cores")
+w = doc.get("wire_ceiling") or {}
+if not (isinstance(w.get("pps"), (int, float)) and w["pps"] > 0):
+    bad.append("no wire ceiling pps")
+figs = [f"wire {w.get('pps', 0):.0f} pps"]
+wls = doc.get("workloads") or {}
+for name in ("rpc", "cps", "bulk"):
+    wl = wls.get(name)
+    if not wl:
+        bad.append(f"workload {name} missing")
+        continue
+    unit = wl.get("unit")
+    systems = wl.get("systems") or {}
+    if "linux" not in systems:
+        bad.append(f"{name}: no linux figure")
+    for sysname, r in systems.items():
+        v = r.get(unit)
+        if not (isinstance(v, (int, float)) and v > 0):
+            bad.append(f"{name}/{sysname}: no {unit}")
+            continue
+        if unit != "gbps" and not (r.get("p50_us") and r.get("p99_us")):
+            bad.append(f"{name}/{sysname}: no latency percentiles")
+        figs.append(f"{name}/{sysname} {v:g} {unit}")
+for f in ["latest.md", "wire.png"] + [f"{n}.png" for n in wls]:
+    p = os.path.join(out, f)
+    if not os.path.isfile(p) or os.path.getsize(p) == 0:
+        bad.append(f"{f} not written")
+dated = [f for f in os.listdir(out) if f[:2] == "20" and f.endswith(".json")]
+if len(dated) != 1:
+    bad.append("no dated copy of the results")
+if doc.get("failed"):
+    bad.append(f"failed: {sorted(doc['failed'])}")
+if bad:
+    print("FAIL: " + "; ".join(bad))
+    sys.exit(1)
+print(", ".join(figs))
+PY
+)
+if [ $? -ne 0 ]; then
+  echo "$summary"; tail -n 30 "$out/run.log"; exit 1
+fi
+echo "ok: perf/run --quick in ${secs} s measured every system: $summary"
