@@ -5,7 +5,8 @@
 //! virtual clock from event to event, per-link [`Faults`] (loss, reordering, duplication,
 //! delay and jitter, corruption, bandwidth, MTU) drawn from a seeded [`SimRng`], the
 //! counters, capture files for Wireshark ([`pcap`]), and [`SimPort`], a [`crate::port::Port`]
-//! over the simulated wire so the real poll loop can run here.
+//! over the simulated wire so the real poll loop can run here, with [`endpoint`] to run
+//! whole TCP/IP endpoints (stack and application) on it.
 //!
 //! May not: read a real clock, sleep, touch a device or a socket, or draw randomness from
 //! anywhere but its seed. The same seed and the same hosts give the same run, byte for
@@ -39,6 +40,7 @@
 //! assert_eq!(stats.transmitted, 0);
 //! assert_eq!(net.now(), Instant::from_millis(10_000));
 //! ```
+pub mod endpoint;
 mod faults;
 mod link;
 mod network;

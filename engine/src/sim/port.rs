@@ -7,7 +7,9 @@
 use std::collections::VecDeque;
 
 use super::Host;
+use crate::poll::Steer;
 use crate::port::{Frame, Port, VecFrame};
+use crate::stack::App;
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
@@ -148,9 +150,16 @@ pub trait PortDriver {
     fn poll(&mut self, now: Instant) -> Option<Instant>;
 }
 
-/// The engine's poll loop on the simulated wire. It has no timers of its own yet, so it
-/// runs only when frames arrive.
-impl PortDriver for crate::poll::Engine<SimPort> {
+/// How long after a poll that left connections waiting for a MAC address the simulated
+/// loop runs again: the poll loop's ARP retry period (`poll::ARP_RETRY`, 200 ms), so that
+/// each wake-up sends the next request.
+const ARP_RETRY_WAKE: crate::time::Duration = crate::time::Duration::from_millis(200);
+
+/// The engine's poll loop on the simulated wire, with any application and steering. It
+/// runs when frames arrive, when the stack's earliest timer (TCP retransmission, delayed
+/// ACK, TIME-WAIT expiry, listener timeouts) comes, so the virtual clock jumps straight to
+/// TCP's deadlines, and every ARP retry period while a connection waits for a MAC address.
+impl<A: App, S: Steer<VecFrame>> PortDriver for crate::poll::Engine<SimPort, A, S> {
     fn port(&self) -> &SimPort {
         crate::poll::Engine::port(self)
     }
@@ -159,7 +168,18 @@ impl PortDriver for crate::poll::Engine<SimPort> {
     }
     fn poll(&mut self, now: Instant) -> Option<Instant> {
         self.poll_once(now);
-        None
+        let timers = self.stack().poll_timeout();
+        // Connections waiting for a MAC address: come back when the loop next sends an
+        // ARP request for them.
+        let arp = if self.stack().unresolved(now).is_empty() {
+            None
+        } else {
+            Some(now + ARP_RETRY_WAKE)
+        };
+        match (timers, arp) {
+            (Some(t), Some(a)) => Some(t.min(a)),
+            (t, a) => t.or(a),
+        }
     }
 }
 
