@@ -285,8 +285,12 @@ impl Clock {
         now >= self.end
     }
 
+    /// The measured time: to the end of the window, or to now if stopped early.
     fn seconds(&self) -> f64 {
-        self.end.duration_since(self.measure_from).as_secs_f64()
+        let end = Instant::now().min(self.end);
+        end.saturating_duration_since(self.measure_from)
+            .as_secs_f64()
+            .max(1e-9)
     }
 
     /// Redraws the live line once a second (terminal only); `count` is the running total.
@@ -472,6 +476,7 @@ fn rpc(
         }
         if !measuring && clock.measuring(now) {
             measuring = true;
+            clock.last_count = 0;
             lat.reset();
             completed = 0;
         }
@@ -592,6 +597,7 @@ fn cps(
         }
         if !measuring && clock.measuring(now) {
             measuring = true;
+            clock.last_count = 0;
             lat.reset();
             completed = 0;
             errors = 0;
@@ -720,6 +726,7 @@ fn bulk(
         }
         if !measuring && clock.measuring(now) {
             measuring = true;
+            clock.last_count = 0;
             bytes = 0;
         }
         for ev in events.iter() {

@@ -163,8 +163,8 @@ fn latency_text(r: &Value) -> String {
 }
 
 fn us(v: f64) -> String {
-    if v >= 10_000.0 {
-        format!("{:.1} ms", v / 1000.0)
+    if v >= 1000.0 {
+        format!("{:.2} ms", v / 1000.0)
     } else {
         format!("{v:.1} us")
     }
