@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use engine::sim::endpoint::{endpoint_ip, engine_host, BulkApp, BulkStats, EngineHost, Tapped};
 use engine::sim::{Faults, LinkStats, Network, SimError};
-use engine::stack::{StackConfig, TcpCounters};
+use engine::stack::{Stack, StackConfig, TcpCounters};
 use engine::stats::{Counters, DropReason};
 use engine::time::{Duration, Instant};
 use engine::wire::ethernet::EthernetFrame;
@@ -70,6 +70,14 @@ struct Outcome {
     tcp: [TcpCounters; 2],
     counters: [Counters; 2],
     check: CrossCheck,
+    /// TIME-WAIT records once both applications had `Closed`.
+    time_wait_records: usize,
+    /// Connections (whole ones) left at that point.
+    connections_after_close: usize,
+    /// From both `Closed` events to the last record's expiry.
+    time_wait_lasted: Duration,
+    /// Stack timers left after that.
+    timers_left: Option<Instant>,
 }
 
 impl Outcome {
@@ -150,6 +158,25 @@ fn run_with(
         return Err(e);
     }
     let done_at = net.now();
+
+    // Then the close: both applications get `Closed`, the end(s) in TIME-WAIT hold a
+    // compact record instead of the connection, and the records expire after 2 MSL.
+    let both_closed =
+        |n: &Network<Host>| (0..2).all(|i| app(n, i).is_some_and(|s| s.closed_at.is_some()));
+    net.run_until(both_closed, net.now() + Duration::from_secs(300))?;
+    let time_wait_records = stack(&net, 0).time_wait_count() + stack(&net, 1).time_wait_count();
+    let connections_after_close =
+        stack(&net, 0).connection_count() + stack(&net, 1).connection_count();
+    let closed_at = net.now();
+    let quiet = |n: &Network<Host>| {
+        (0..2).all(|i| stack(n, i).time_wait_count() == 0 && stack(n, i).connection_count() == 0)
+    };
+    net.run_until(quiet, net.now() + Duration::from_secs(300))?;
+    let time_wait_lasted = net.now() - closed_at;
+    let timers_left = stack(&net, 0)
+        .poll_timeout()
+        .or(stack(&net, 1).poll_timeout());
+
     let engine = |i: usize| {
         net.hosts()
             .nth(i)
@@ -168,11 +195,22 @@ fn run_with(
         ],
         counters: [engine(0).counters().clone(), engine(1).counters().clone()],
         check,
+        time_wait_records,
+        connections_after_close,
+        time_wait_lasted,
+        timers_left,
     })
 }
 
 /// Parses `frame` with etherparse and with our own parsers, and asserts that they agree on
 /// every field the engine sets. Panics (failing the test) at the first disagreement.
+fn stack(n: &Network<Host>, i: usize) -> &Stack {
+    n.hosts()
+        .nth(i)
+        .map(|(_, h)| h.host.driver().stack())
+        .expect("host")
+}
+
 fn cross_check(frame: &[u8], seen: &mut CrossCheck) {
     use etherparse::{
         EtherType, Ethernet2Header, IpNumber, Ipv4Header, TcpHeader, TcpOptionElement,
@@ -336,6 +374,19 @@ fn assert_delivered(o: &Outcome, size: u64, deadline: Duration) {
         assert_eq!(s.error, None, "{name}: connection error");
     }
     assert!(o.done_at <= Instant::ZERO + deadline);
+    for (name, s) in [("server", &o.server), ("client", &o.client)] {
+        assert!(s.closed_at.is_some(), "{name}: Closed delivered");
+    }
+    // The active closer(s) keep a 24-byte record through TIME-WAIT, not the connection.
+    assert!(
+        (1..=2).contains(&o.time_wait_records),
+        "{}",
+        o.time_wait_records
+    );
+    assert_eq!(o.connections_after_close, 0);
+    let msl2 = StackConfig::default().tcp.time_wait;
+    assert!(o.time_wait_lasted <= msl2, "records expire after 2 MSL");
+    assert_eq!(o.timers_left, None, "nothing left armed");
     assert_eq!(
         o.check.frames, o.links.sent,
         "every transmitted frame was cross-checked"

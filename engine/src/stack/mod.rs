@@ -9,6 +9,9 @@
 //! Connections are numbered by [`ConnId`] (slot index + generation, so a stale id never
 //! reaches a newer connection). The table maps 4-tuples to ids with a keyed hash; the
 //! wheel holds one timer per connection, re-armed whenever its earliest deadline moves.
+//! A connection that reaches TIME-WAIT with nothing left for the application is replaced
+//! by a compact record in the table ([`crate::tcp::TimeWaitRecord`]), which answers its
+//! 4-tuple until 2 MSL have passed; the application sees [`Event::Closed`] at once.
 pub mod app;
 
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -20,10 +23,10 @@ use crate::port::Frame;
 use crate::sim::splitmix64;
 use crate::stats::{Counters, DropReason};
 use crate::steer::FlowSteer;
-use crate::table::{ConnTable, FlowHashKey, Lookup, TableLimits};
+use crate::table::{ConnTable, EntryKind, FlowHashKey, Lookup, TableLimits};
 use crate::tcp::{
     reset_for, Connection, Events, IsnGenerator, Listener, ListenerConfig, SipKey, State, TcpConfig, TcpError,
-    Transmit,
+    TimeWaitRecord, TimeWaitVerdict, Transmit,
 };
 use crate::time::{Duration, Instant};
 use crate::timer::{TimerHandle, TimerWheel};
@@ -223,7 +226,12 @@ pub struct Stack {
     isn: IsnGenerator,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    table: ConnTable<ConnId, u32>,
+    /// Connections, compact TIME-WAIT records (a connection is dropped once it reaches
+    /// TIME-WAIT with nothing left for the application) and listeners.
+    table: ConnTable<ConnId, u32, TimeWaitRecord>,
+    /// Connections that went to a TIME-WAIT record since the last dispatch: the
+    /// application gets their [`Event::Closed`] there.
+    closed_to_time_wait: Vec<ConnId>,
     listeners: Vec<Listener>,
     timers: TimerWheel<ConnId>,
     /// Connections with possible events or output, each once.
@@ -259,6 +267,7 @@ impl Stack {
         Stack {
             isn: IsnGenerator::new(keys.isn),
             table: ConnTable::new(keys.table, limits),
+            closed_to_time_wait: Vec::new(),
             timers: TimerWheel::new(config.timer_tick),
             iface,
             config,
@@ -341,7 +350,19 @@ impl Stack {
                 None => out.push((st, 1)),
             }
         }
+        let time_wait = self.time_wait_count();
+        if time_wait > 0 {
+            match out.iter_mut().find(|(s, _)| *s == State::TimeWait) {
+                Some((_, n)) => *n += time_wait,
+                None => out.push((State::TimeWait, time_wait)),
+            }
+        }
         out
+    }
+
+    /// Compact TIME-WAIT records held (connections in TIME-WAIT that were dropped).
+    pub fn time_wait_count(&self) -> usize {
+        self.table.len(EntryKind::TimeWait)
     }
 
     /// Resets every connection (RST to each peer, [`Event::Closed`] to the application
@@ -478,6 +499,31 @@ impl Stack {
         Ok(id)
     }
 
+    /// Replaces a connection in TIME-WAIT, with nothing left for the application to
+    /// read, by a compact record for the rest of its 2 MSL; the application gets
+    /// [`Event::Closed`] at the next dispatch. False, leaving the connection whole, if it
+    /// has no record or the TIME-WAIT table is full.
+    fn replace_by_time_wait_record(&mut self, id: ConnId) -> bool {
+        let Some(slot) = self.slots.get_mut(id.index as usize) else { return false };
+        let Some(e) = slot.entry.as_ref().filter(|_| slot.generation == id.generation) else {
+            return false;
+        };
+        let Some((record, expiry)) = e.conn.time_wait_record() else { return false };
+        let tuple = e.conn.tuple();
+        if self.table.move_to_time_wait(&tuple, record, expiry).is_err() {
+            return false;
+        }
+        let Some(entry) = slot.entry.take() else { return false };
+        if let Some(h) = entry.timer {
+            self.timers.cancel(h);
+        }
+        self.tcp.add_connection(&entry.conn);
+        self.tcp.closed += 1;
+        self.free.push(id.index);
+        self.closed_to_time_wait.push(id);
+        true
+    }
+
     fn remove(&mut self, id: ConnId) {
         let Some(slot) = self.slots.get_mut(id.index as usize) else { return };
         if slot.generation != id.generation {
@@ -579,33 +625,44 @@ impl Stack {
                 }
                 self.touch(id);
             }
-            Lookup::TimeWait(_) => {
-                // Compact TIME-WAIT records are not used yet: connections stay whole
-                // through TIME-WAIT (see `Stack::transmit`).
+            Lookup::TimeWait(entry) => {
+                let mut record = entry.state;
+                match record.handle_segment(&repr) {
+                    TimeWaitVerdict::Ack { restart } => {
+                        if let Some(state) = self.table.time_wait_state_mut(&tuple) {
+                            *state = record;
+                        }
+                        if restart {
+                            // RFC 9293 §3.10.7.4: restart the 2 MSL timeout.
+                            let expiry = now + self.config.tcp.time_wait;
+                            self.table.restart_time_wait(&tuple, expiry);
+                        }
+                        let ack = record.ack(now, tuple.local.port(), tuple.remote.port());
+                        self.queue_reply((tuple, ack));
+                    }
+                    TimeWaitVerdict::Close => {
+                        self.table.remove_time_wait(&tuple);
+                    }
+                    TimeWaitVerdict::Reopen => {
+                        // RFC 6191: a new incarnation; the listener takes the SYN.
+                        self.table.remove_time_wait(&tuple);
+                        match self.table.listener_for(tuple.local) {
+                            Some((_, &index)) => self.listener_input(now, index, tuple, &repr),
+                            None => {
+                                if let Some(rst) = reset_for(&repr) {
+                                    self.tcp.resets_sent_no_connection += 1;
+                                    self.queue_reply((tuple, rst));
+                                }
+                            }
+                        }
+                    }
+                    TimeWaitVerdict::Drop => {}
+                }
             }
             Lookup::Listener { .. } if self.buffers_low && repr.control == crate::wire::tcp::Control::Syn => {
                 self.tcp.syn_dropped_low_buffers += 1;
             }
-            Lookup::Listener { listener: &index, .. } => {
-                let Some(listener) = self.listeners.get_mut(index as usize) else {
-                    return Received::Done;
-                };
-                listener.handle_segment(now, tuple, &repr);
-                let port = listener.local().port();
-                while let Some(conn) = self.listeners[index as usize].accept() {
-                    match self.install(conn, Some(port)) {
-                        Ok(_) => self.tcp.accepted += 1,
-                        Err(mut conn) => {
-                            // No room: reset rather than leave the peer hanging.
-                            self.tcp.table_full += 1;
-                            conn.abort();
-                            if let Some(t) = conn_reset(&conn) {
-                                self.queue_reply(t);
-                            }
-                        }
-                    }
-                }
-            }
+            Lookup::Listener { listener: &index, .. } => self.listener_input(now, index, tuple, &repr),
             Lookup::NotFound => {
                 // RFC 9293 §3.10.7.1: a segment to no connection gets a RST (unless it is one).
                 if let Some(rst) = reset_for(&repr) {
@@ -615,6 +672,26 @@ impl Stack {
             }
         }
         Received::Done
+    }
+
+    /// A segment for listener `index`; installs the connections it completes.
+    fn listener_input(&mut self, now: Instant, index: u32, tuple: FourTuple, repr: &TcpRepr<'_>) {
+        let Some(listener) = self.listeners.get_mut(index as usize) else { return };
+        listener.handle_segment(now, tuple, repr);
+        let port = listener.local().port();
+        while let Some(conn) = self.listeners[index as usize].accept() {
+            match self.install(conn, Some(port)) {
+                Ok(_) => self.tcp.accepted += 1,
+                Err(mut conn) => {
+                    // No room: reset rather than leave the peer hanging.
+                    self.tcp.table_full += 1;
+                    conn.abort();
+                    if let Some(t) = conn_reset(&conn) {
+                        self.queue_reply(t);
+                    }
+                }
+            }
+        }
     }
 
     fn queue_reply(&mut self, reply: (FourTuple, TcpRepr<'static>)) {
@@ -636,6 +713,8 @@ impl Stack {
             }
         }
         self.expired = expired;
+        // RFC 9293 §3.10.8: TIME-WAIT records end after 2 MSL.
+        self.table.expire_time_wait(now, |_, _| {});
         for l in &mut self.listeners {
             if l.poll_timeout().is_some_and(|d| d <= now) {
                 l.handle_timeout(now);
@@ -643,18 +722,31 @@ impl Stack {
         }
     }
 
-    /// The earliest instant at which [`Stack::handle_timers`] has work.
+    /// The earliest instant at which [`Stack::handle_timers`] (or [`Stack::dispatch`], for
+    /// closings not yet told to the application) has work; an instant in the past means
+    /// now.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.closed_to_time_wait.is_empty() {
+            return Some(Instant::ZERO);
+        }
         let conns = self.timers.next_deadline();
         let listeners = self.listeners.iter().filter_map(Listener::poll_timeout).min();
-        match (conns, listeners) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let time_wait = self.table.next_time_wait_expiry();
+        [conns, listeners, time_wait].into_iter().flatten().min()
     }
 
     /// Delivers the events of every touched connection to `app`.
     pub fn dispatch<A: App + ?Sized>(&mut self, now: Instant, app: &mut A) {
+        // Connections that went to TIME-WAIT records: gone, cleanly.
+        let mut gone = core::mem::take(&mut self.closed_to_time_wait);
+        for &id in &gone {
+            let mut cx = Ctx { stack: self, now };
+            app.on_event(&mut cx, id, Event::Closed { error: None });
+        }
+        gone.clear();
+        if self.closed_to_time_wait.is_empty() {
+            self.closed_to_time_wait = gone; // keep the allocation
+        }
         let mut i = 0;
         // Applications may touch more connections (connect, or write to another): the
         // list grows while we walk it.
@@ -773,9 +865,23 @@ impl Stack {
                 self.remove(id);
                 continue;
             }
-            if done {
-                e.touched = false;
-            } else {
+            let mut to_record = false;
+            if done && e.conn.state() == State::TimeWait {
+                if e.conn.has_events() {
+                    // Events first (the application has not seen the FIN yet): come
+                    // back after the next dispatch.
+                    done = false;
+                } else {
+                    // Unread data keeps the connection whole; reading it touches the
+                    // connection and brings it back here.
+                    to_record = e.conn.recv_queue() == 0;
+                }
+            }
+            e.touched = !done;
+            if to_record && self.replace_by_time_wait_record(id) {
+                continue;
+            }
+            if !done {
                 touched[kept] = id;
                 kept += 1;
             }

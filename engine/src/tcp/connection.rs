@@ -479,6 +479,32 @@ impl Connection {
         }
     }
 
+    /// In TIME-WAIT, the compact record that can stand for this connection for the rest
+    /// of it, with the instant its 2·MSL timer ends; `None` in any other state. The owner
+    /// may then drop the connection and answer its 4-tuple from the record
+    /// ([`super::TimeWaitRecord::handle_segment`]).
+    pub fn time_wait_record(&self) -> Option<(super::TimeWaitRecord, Instant)> {
+        if self.state != State::TimeWait {
+            return None;
+        }
+        let expiry = self.timers.get(TimerKind::Close)?;
+        let field = (self.rcv_wnd() >> self.rcv_wscale).min(0xffff) as u16;
+        let record = super::TimeWaitRecord {
+            snd_nxt: self.snd_max,
+            rcv_nxt: self.rcv_nxt,
+            rcv_wnd: field,
+            rcv_wscale: self.rcv_wscale,
+            ts_recent: self.flags.has(Flags::TS).then_some(self.ts_recent),
+            ts_offset: self.ts_offset,
+        };
+        Some((record, expiry))
+    }
+
+    /// Whether events wait for [`Connection::take_events`].
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Takes the events accumulated since the last call.
     pub fn take_events(&mut self) -> Events {
         core::mem::take(&mut self.events)

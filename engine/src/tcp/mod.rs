@@ -67,6 +67,7 @@ pub mod seq;
 pub mod siphash;
 pub mod state;
 pub mod syncookie;
+pub mod time_wait;
 pub mod timers;
 
 pub use config::{CongestionAlgorithm, Keepalive, TcpConfig};
@@ -79,4 +80,5 @@ pub use output::Transmit;
 pub use seq::SeqNumber;
 pub use siphash::SipKey;
 pub use state::{Events, State, TcpError};
+pub use time_wait::{TimeWaitRecord, TimeWaitVerdict};
 pub use timers::TimerKind;
