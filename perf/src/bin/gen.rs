@@ -17,7 +17,7 @@ const BIN: &str = "migratory-gen";
 
 /// Stateful load generator on DPDK.
 #[derive(Debug, Parser)]
-#[command(name = BIN, version, about)]
+#[command(name = BIN, version)]
 struct Args {
     #[command(subcommand)]
     workload: Workload,

@@ -18,7 +18,7 @@ const LISTENER: Token = Token(usize::MAX);
 
 /// Epoll echo/discard/source server on Linux sockets, single-threaded and pinned.
 #[derive(Debug, Parser)]
-#[command(name = BIN, version, about)]
+#[command(name = BIN, version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7007")]
@@ -189,6 +189,14 @@ fn accept_all(
     }
 }
 
+/// Whether an I/O error is the peer going away (a close, not a fault).
+fn peer_gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+    )
+}
+
 /// Writes `data` until done or the socket is full; returns the bytes written, or `None`
 /// when the connection failed.
 fn write_some(stream: &mut TcpStream, data: &[u8], stats: &mut Stats) -> Option<usize> {
@@ -199,8 +207,8 @@ fn write_some(stream: &mut TcpStream, data: &[u8], stats: &mut Stats) -> Option<
             Ok(n) => done += n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => {
-                stats.errors += 1;
+            Err(e) => {
+                stats.errors += u64::from(!peer_gone(&e));
                 return None;
             }
         }
@@ -237,8 +245,8 @@ fn serve_echo(conn: &mut Conn, buf: &mut [u8], stats: &mut Stats) -> bool {
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => {
-                stats.errors += 1;
+            Err(e) => {
+                stats.errors += u64::from(!peer_gone(&e));
                 return false;
             }
         }
@@ -253,8 +261,8 @@ fn serve_discard(conn: &mut Conn, buf: &mut [u8], stats: &mut Stats) -> bool {
             Ok(n) => stats.bytes_in += n as u64,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => {
-                stats.errors += 1;
+            Err(e) => {
+                stats.errors += u64::from(!peer_gone(&e));
                 return false;
             }
         }

@@ -30,7 +30,7 @@ const MAX_MESSAGE: usize = 16 << 20;
 
 /// Linux-socket load client (rpc, cps, bulk), single-threaded and pinned.
 #[derive(Debug, Parser)]
-#[command(name = BIN, version, about)]
+#[command(name = BIN, version)]
 struct Args {
     #[command(subcommand)]
     workload: Workload,

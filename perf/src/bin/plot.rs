@@ -31,7 +31,7 @@ const SYSTEMS: &[(&str, RGBColor)] = &[
 
 /// PNG charts of a perf/run result.
 #[derive(Debug, Parser)]
-#[command(name = BIN, version, about)]
+#[command(name = BIN, version)]
 struct Args {
     /// The result file.
     #[arg(long, default_value = "perf/results/latest.json")]

@@ -16,7 +16,7 @@ const BIN: &str = "migratory-reflector";
 
 /// L2 reflector (MAC swap) on a DPDK port.
 #[derive(Debug, Parser)]
-#[command(name = BIN, version, about)]
+#[command(name = BIN, version)]
 struct Args {
     /// The DPDK port to use (e.g. net_memif0); default: the first port.
     #[arg(long)]

@@ -21,7 +21,7 @@ const BIN: &str = "smoltcp-echo";
 
 /// TCP echo/discard server on smoltcp over a DPDK port.
 #[derive(Debug, Parser)]
-#[command(name = BIN, version, about)]
+#[command(name = BIN, version)]
 struct Args {
     /// The server's IPv4 address and prefix, e.g. 10.77.0.2/24.
     #[arg(long, value_parser = parse_cidr)]
