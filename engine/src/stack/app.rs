@@ -67,6 +67,16 @@ pub trait App {
     }
 }
 
+impl<A: App + ?Sized> App for Box<A> {
+    fn on_event(&mut self, cx: &mut Ctx<'_>, conn: ConnId, event: Event) {
+        (**self).on_event(cx, conn, event);
+    }
+
+    fn on_poll(&mut self, cx: &mut Ctx<'_>) {
+        (**self).on_poll(cx);
+    }
+}
+
 /// The application that serves nothing (the engine then answers ARP and ping only).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoApp;
