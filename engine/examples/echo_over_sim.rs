@@ -48,6 +48,7 @@ struct Client {
     message: Vec<u8>,
     sent: usize,
     echoed: Vec<u8>,
+    /// Close has been called.
     closed: bool,
 }
 
@@ -72,16 +73,14 @@ impl App for Client {
                     self.echoed.extend_from_slice(bytes);
                     bytes.len()
                 });
-                if self.echoed.len() >= self.message.len() {
+                if self.echoed.len() >= self.message.len() && !self.closed {
+                    self.closed = true;
                     assert!(self.echoed == self.message, "the echo differs from what was sent");
                     println!("client: the echo is byte-exact; closing");
                     let _ = cx.close(conn);
                 }
             }
-            Event::Closed { error } => {
-                println!("client: closed ({error:?})");
-                self.closed = true;
-            }
+            Event::Closed { error } => println!("client: closed ({error:?})"),
             Event::Accepted { .. } | Event::PeerClosed => {}
         }
     }
