@@ -9,6 +9,7 @@
 
 pub mod fault;
 pub mod flow;
+pub mod hash;
 pub mod iface;
 pub mod poll;
 pub mod port;

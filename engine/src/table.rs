@@ -3,7 +3,7 @@
 //!
 //! Owns: three hash tables (connections by [`FourTuple`], compact TIME_WAIT records by
 //! [`FourTuple`], listeners by local [`SocketAddrV4`]), their capacity limits, the keyed hash
-//! that protects them ([`FlowHashKey`], SipHash-1-3 as specified by Aumasson and Bernstein),
+//! that protects them ([`FlowHashKey`], SipHash-1-3 from [`crate::hash`]),
 //! and the TIME_WAIT expiry order.
 //!
 //! May not: interpret segments or connection state (the TCP module decides what a lookup
@@ -67,12 +67,12 @@ impl FlowHashKey {
         let mut bytes = [0u8; 12];
         bytes[..6].copy_from_slice(&addr_bytes(&tuple.local));
         bytes[6..].copy_from_slice(&addr_bytes(&tuple.remote));
-        siphash::<1, 3>(self.k0, self.k1, &bytes)
+        crate::hash::siphash::<1, 3>(self.k0, self.k1, &bytes)
     }
 
     /// The keyed hash of a socket address (its 6 bytes in network order).
     pub fn hash_addr(&self, addr: &SocketAddrV4) -> u64 {
-        siphash::<1, 3>(self.k0, self.k1, &addr_bytes(addr))
+        crate::hash::siphash::<1, 3>(self.k0, self.k1, &addr_bytes(addr))
     }
 }
 
@@ -81,55 +81,6 @@ fn addr_bytes(addr: &SocketAddrV4) -> [u8; 6] {
     bytes[..4].copy_from_slice(&addr.ip().octets());
     bytes[4..].copy_from_slice(&addr.port().to_be_bytes());
     bytes
-}
-
-/// SipHash-c-d of `msg` under the key (k0, k1), after the SipHash paper (Aumasson and
-/// Bernstein, 2012): little-endian 64-bit words, the last one padded and carrying the
-/// length in its top byte.
-fn siphash<const C: usize, const D: usize>(k0: u64, k1: u64, msg: &[u8]) -> u64 {
-    let mut v = [
-        k0 ^ 0x736f_6d65_7073_6575,
-        k1 ^ 0x646f_7261_6e64_6f6d,
-        k0 ^ 0x6c79_6765_6e65_7261,
-        k1 ^ 0x7465_6462_7974_6573,
-    ];
-    let mut words = msg.chunks_exact(8);
-    for word in words.by_ref() {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        compress::<C>(&mut v, u64::from_le_bytes(w));
-    }
-    let mut last = [0u8; 8];
-    let tail = words.remainder();
-    last[..tail.len()].copy_from_slice(tail);
-    last[7] = msg.len() as u8;
-    compress::<C>(&mut v, u64::from_le_bytes(last));
-    v[2] ^= 0xff;
-    for _ in 0..D {
-        sip_round(&mut v);
-    }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
-}
-
-fn compress<const C: usize>(v: &mut [u64; 4], m: u64) {
-    v[3] ^= m;
-    for _ in 0..C {
-        sip_round(v);
-    }
-    v[0] ^= m;
-}
-
-fn sip_round(v: &mut [u64; 4]) {
-    v[0] = v[0].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(13) ^ v[0];
-    v[0] = v[0].rotate_left(32);
-    v[2] = v[2].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(16) ^ v[2];
-    v[0] = v[0].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(21) ^ v[0];
-    v[2] = v[2].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(17) ^ v[2];
-    v[2] = v[2].rotate_left(32);
 }
 
 /// The three kinds of entry a table holds.
@@ -676,13 +627,18 @@ fn listener_key<L>(
 mod tests {
     use super::*;
 
-    /// The SipHash paper's test vector: SipHash-2-4, key 00..0f, message 00..0e.
+    /// The table's hash is SipHash-1-3 of the 4-tuple's 12 bytes in network order (the
+    /// values are pinned in `crate::hash`).
     #[test]
-    fn siphash_2_4_matches_the_paper() {
-        let key: [u8; 16] = core::array::from_fn(|i| i as u8);
-        let k = FlowHashKey::new(key);
-        let msg: Vec<u8> = (0u8..15).collect();
-        assert_eq!(siphash::<2, 4>(k.k0, k.k1, &msg), 0xa129_ca61_49be_45e5);
+    fn tuple_hash_is_siphash_1_3_of_the_tuple_bytes() {
+        let k = FlowHashKey::new(core::array::from_fn(|i| i as u8));
+        let local = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80);
+        let remote = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40000);
+        assert_eq!(
+            k.hash_tuple(&FourTuple::new(local, remote)),
+            0x7809_a33a_bff5_156c
+        );
+        assert_eq!(k.hash_addr(&local), 0x2690_751d_74c7_c42f);
     }
 
     #[test]
