@@ -63,13 +63,13 @@ lab_exec a python3 "$here/py/http_client.py" "$eip" 80 "$root" protocol || fail 
 stats=""
 for _ in $(seq 1 50); do
   stats=$("$MIGRATORY_BIN" ctl --name "a-$LAB_ID" stats --json) || fail "ctl stats"
-  python3 -c 'import json,sys; t=json.loads(sys.argv[1])["total"]; sys.exit(0 if t.get("connections",0)==t.get("state_time_wait",0) else 1)' "$stats" && break
+  python3 -c 'import json,sys; t=json.loads(sys.argv[1])["total"]; sys.exit(0 if sum(v for k, v in t.items() if k.startswith("state_") and k != "state_time_wait")==0 else 1)' "$stats" && break
   sleep 0.1
 done
 python3 - "$stats" <<'PY' || fail "connections left open"
 import json, sys
 t = json.loads(sys.argv[1])["total"]
-live = t.get("connections", 0) - t.get("state_time_wait", 0)
+live = sum(v for k, v in t.items() if k.startswith("state_") and k != "state_time_wait")
 print(f"engine: accepted={t['tcp_accepted']} live={live} time_wait={t.get('state_time_wait', 0)} "
       f"retransmits={t['tcp_retransmits']} rto_expiries={t['tcp_rto_expiries']} errors={t['tcp_errors']}")
 assert live == 0, f"{live} connections still open"

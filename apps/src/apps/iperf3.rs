@@ -99,6 +99,8 @@ pub struct Params {
     pub blocks: u64,
     /// Block length (`-l`).
     pub len: u64,
+    /// The client wants the server's report (`--get-server-output`).
+    pub server_output: bool,
 }
 
 /// Why a client's parameters are refused: iperf3's error number, and a word for the log.
@@ -149,6 +151,7 @@ impl Params {
             bytes: num("num"),
             blocks: num("blockcount"),
             len: num("len"),
+            server_output: flag("get_server_output"),
         })
     }
 
@@ -528,7 +531,7 @@ impl Iperf3 {
                 })
             })
             .collect();
-        let v = json!({
+        let mut v = json!({
             // The engine does not measure its CPU use per test.
             "cpu_util_total": 0,
             "cpu_util_user": 0,
@@ -536,6 +539,23 @@ impl Iperf3 {
             "sender_has_retransmits": if reverse { 0 } else { -1 },
             "streams": streams,
         });
+        if test.params.as_ref().is_some_and(|p| p.server_output) {
+            let mut text = String::from("migratory iperf3 server (engine TCP)\n");
+            for s in &test.streams {
+                let rate = if seconds > 0.0 {
+                    s.bytes as f64 * 8.0 / seconds / 1e6
+                } else {
+                    0.0
+                };
+                text.push_str(&format!(
+                    "stream {}: {} {} bytes in {seconds:.2} s = {rate:.1} Mbit/s\n",
+                    s.id,
+                    if reverse { "sent" } else { "received" },
+                    s.bytes
+                ));
+            }
+            v["server_output_text"] = Value::String(text);
+        }
         serde_json::to_vec(&v).unwrap_or_default()
     }
 
@@ -774,7 +794,8 @@ mod tests {
                 omit: 0,
                 bytes: 0,
                 blocks: 0,
-                len: 131072
+                len: 131072,
+                server_output: false,
             }
         );
         assert_eq!(p.send_limit(), None);
