@@ -19,7 +19,7 @@ use engine::wire::ipv4::Ipv4Cidr;
 use engine::wire::{ChecksumCaps, EthernetAddress};
 
 use crate::apps::{AnyApp, AppFactory};
-use crate::cli::{ServeArgs, EXIT_FAILURE, EXIT_USAGE};
+use crate::cli::{AppName, ServeArgs, EXIT_FAILURE, EXIT_USAGE};
 use crate::ctl::{ControlServer, StatsBoard};
 use crate::dpdk_port::{DpdkQueue, MbufFrame};
 use crate::preflight;
@@ -61,6 +61,10 @@ pub fn serve(args: &ServeArgs) -> i32 {
         Some(Err(e)) => return usage_error(format_args!("bad --fault: {e}")),
     };
     let cores = usize::from(args.cores);
+    if cores > 1 && args.app == Some(AppName::Iperf3) {
+        // A test's control and data connections must meet on one core (see apps::iperf3).
+        return usage_error("--app iperf3 runs on one core: drop --cores");
+    }
     let eal_args = eal_args(args);
     if let Err(e) = preflight::check_all(&eal_args) {
         return usage_error(e);

@@ -1341,3 +1341,401 @@ mod tests {
             .contains("Connection: keep-alive\r\n"));
     }
 }
+
+/// Two stacks joined back to back, with a virtual clock: application tests over the
+/// engine's real TCP, no DPDK, deterministic. (Here because `http` was its first user;
+/// `iperf3`'s tests use it too.)
+#[cfg(test)]
+pub(crate) mod loopback {
+    use core::net::{Ipv4Addr, SocketAddrV4};
+
+    use engine::iface::{IfaceConfig, Interface};
+    use engine::port::{Frame, VecFrame};
+    use engine::stack::{App, Stack, StackConfig, StackKeys};
+    use engine::tcp::TcpConfig;
+    use engine::time::{Duration, Instant};
+    use engine::wire::EthernetAddress;
+
+    pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+    pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
+    const SERVER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
+    const CLIENT_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
+    /// One-way delay of every frame.
+    const HOP: Duration = Duration::from_micros(50);
+
+    pub struct Loop<S: App, C: App> {
+        pub server: Stack,
+        pub client: Stack,
+        pub sapp: S,
+        pub capp: C,
+        pub now: Instant,
+    }
+
+    fn stack(ip: Ipv4Addr, mac: EthernetAddress, tcp: TcpConfig, seed: u64) -> Stack {
+        let cidr = format!("{ip}/24").parse().expect("a valid CIDR");
+        let config = StackConfig {
+            tcp,
+            ..StackConfig::default()
+        };
+        Stack::new(
+            Interface::new(IfaceConfig::new(mac, cidr)),
+            config,
+            StackKeys::from_seed(seed),
+        )
+    }
+
+    impl<S: App, C: App> Loop<S, C> {
+        /// The server app listens on `port`; both stacks use `tcp`.
+        pub fn new(sapp: S, capp: C, port: u16, tcp: TcpConfig) -> Self {
+            let mut server = stack(SERVER_IP, SERVER_MAC, tcp, 1);
+            server.listen(port).expect("listen");
+            let client = stack(CLIENT_IP, CLIENT_MAC, tcp, 2);
+            Loop {
+                server,
+                client,
+                sapp,
+                capp,
+                now: Instant::from_millis(1),
+            }
+        }
+
+        pub fn server_addr(port: u16) -> SocketAddrV4 {
+            SocketAddrV4::new(SERVER_IP, port)
+        }
+
+        /// One round: timers, events, output, delivery. True if a frame moved.
+        fn step(&mut self) -> bool {
+            let now = self.now;
+            // Neighbours stay known however long a test idles.
+            self.server
+                .iface_mut()
+                .learn_neighbour(CLIENT_IP, CLIENT_MAC, now);
+            self.client
+                .iface_mut()
+                .learn_neighbour(SERVER_IP, SERVER_MAC, now);
+            self.server.handle_timers(now);
+            self.client.handle_timers(now);
+            self.server.dispatch(now, &mut self.sapp);
+            self.client.dispatch(now, &mut self.capp);
+            let mut to_client: Vec<VecFrame> = Vec::new();
+            let mut to_server: Vec<VecFrame> = Vec::new();
+            self.server
+                .transmit(now, &mut |len| Some(VecFrame::new(len)), &mut to_client);
+            self.client
+                .transmit(now, &mut |len| Some(VecFrame::new(len)), &mut to_server);
+            let moved = !to_client.is_empty() || !to_server.is_empty();
+            for mut f in to_client {
+                self.client.receive(now, f.data_mut());
+            }
+            for mut f in to_server {
+                self.server.receive(now, f.data_mut());
+            }
+            moved
+        }
+
+        /// Runs until `done` or `limit` of virtual time; returns whether `done` held.
+        pub fn run_until(
+            &mut self,
+            limit: Duration,
+            mut done: impl FnMut(&mut Self) -> bool,
+        ) -> bool {
+            let end = self.now + limit;
+            while self.now < end {
+                let moved = self.step();
+                if done(self) {
+                    return true;
+                }
+                let next = if moved {
+                    self.now + HOP
+                } else {
+                    // Idle: jump to the next timer, but wake at least every 10 ms for
+                    // applications that act in `on_poll`.
+                    let soonest = [self.server.poll_timeout(), self.client.poll_timeout()]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(end);
+                    soonest.clamp(self.now + HOP, self.now + Duration::from_millis(10))
+                };
+                self.now = next;
+            }
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod app_tests {
+    use super::loopback::Loop;
+    use super::*;
+    use engine::stack::StackError;
+    use engine::tcp::TcpConfig;
+
+    /// A client that connects, sends `chunks` (one per poll), reads at most `budget` bytes
+    /// per poll, and half-closes after the last chunk if `finish`.
+    #[derive(Default)]
+    struct Client {
+        chunks: VecDeque<Vec<u8>>,
+        budget: usize,
+        finish: bool,
+        conn: Option<ConnId>,
+        connected: bool,
+        received: Vec<u8>,
+        peer_closed: bool,
+        closed: bool,
+    }
+
+    impl Client {
+        fn new(chunks: Vec<Vec<u8>>, budget: usize, finish: bool) -> Client {
+            Client {
+                chunks: chunks.into(),
+                budget,
+                finish,
+                ..Client::default()
+            }
+        }
+
+        fn read(&mut self, cx: &mut Ctx<'_>, id: ConnId) {
+            let mut buf = vec![0u8; self.budget.min(64 * 1024)];
+            let mut left = self.budget;
+            while left > 0 {
+                let want = left.min(buf.len());
+                match cx.recv(id, &mut buf[..want]) {
+                    Ok(n) if n > 0 => {
+                        self.received.extend_from_slice(&buf[..n]);
+                        left -= n;
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    impl App for Client {
+        fn on_event(&mut self, cx: &mut Ctx<'_>, id: ConnId, event: Event) {
+            match event {
+                Event::Connected => self.connected = true,
+                Event::PeerClosed => self.peer_closed = true,
+                Event::Closed { .. } => self.closed = true,
+                _ => {}
+            }
+            let _ = cx;
+            let _ = id;
+        }
+
+        fn on_poll(&mut self, cx: &mut Ctx<'_>) {
+            let Some(id) = self.conn else {
+                self.conn = Some(
+                    cx.connect(Loop::<Http, Client>::server_addr(80))
+                        .expect("connect"),
+                );
+                return;
+            };
+            if !self.connected || self.closed {
+                return;
+            }
+            if let Some(chunk) = self.chunks.front_mut() {
+                let n: Result<usize, StackError> = cx.send(id, chunk);
+                let n = n.unwrap_or(0);
+                chunk.drain(..n);
+                if chunk.is_empty() {
+                    self.chunks.pop_front();
+                    if self.chunks.is_empty() && self.finish {
+                        let _ = cx.close(id);
+                    }
+                }
+            }
+            self.read(cx, id);
+        }
+    }
+
+    fn tcp(buffer: u32) -> TcpConfig {
+        TcpConfig {
+            send_buffer: buffer,
+            recv_buffer: buffer,
+            ..TcpConfig::default()
+        }
+    }
+
+    fn random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn site() -> Arc<Site> {
+        Arc::new(Site::from_files([
+            ("index.html", b"<p>home\n".to_vec()),
+            ("a.txt", b"alpha\n".to_vec()),
+            ("big.bin", random(300_000, 7)),
+        ]))
+    }
+
+    fn head(status: Status, ctype: &str, len: usize, keep_alive: bool) -> Vec<u8> {
+        let mut v = Vec::new();
+        write_head(&mut v, status, ctype, len as u64, keep_alive, false);
+        v
+    }
+
+    fn error_response(status: Status, keep_alive: bool) -> Vec<u8> {
+        let mut v = head(
+            status,
+            "text/plain; charset=utf-8",
+            status.error_body().len(),
+            keep_alive,
+        );
+        v.extend_from_slice(status.error_body());
+        v
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order_through_a_small_send_buffer() {
+        let site = site();
+        let big = site.file("big.bin").unwrap().data.to_vec();
+        let requests = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+            GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n\
+            HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n\
+            GET /missing HTTP/1.1\r\nHost: t\r\n\r\n\
+            GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n\
+            GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+            .to_vec();
+        let mut want = head(Status::Ok, "text/plain; charset=utf-8", 6, true);
+        want.extend_from_slice(b"alpha\n");
+        want.extend(head(
+            Status::Ok,
+            "application/octet-stream",
+            big.len(),
+            true,
+        ));
+        want.extend_from_slice(&big);
+        want.extend(head(
+            Status::Ok,
+            "application/octet-stream",
+            big.len(),
+            true,
+        ));
+        want.extend(error_response(Status::NotFound, true));
+        want.extend(head(Status::Ok, "text/html; charset=utf-8", 8, false));
+        want.extend_from_slice(b"<p>home\n");
+
+        let client = Client::new(vec![requests], usize::MAX, false);
+        let mut net = Loop::new(Http::new(Arc::clone(&site)), client, 80, tcp(16 * 1024));
+        assert!(net.run_until(Duration::from_secs(30), |n| n.capp.peer_closed));
+        assert_eq!(net.capp.received.len(), want.len());
+        assert!(
+            net.capp.received == want,
+            "responses differ from the expected bytes"
+        );
+        assert_eq!(
+            net.sapp.stats.requests, 5,
+            "nothing answered after Connection: close"
+        );
+        assert_eq!(net.sapp.stats.body_bytes, 6 + big.len() as u64 + 8);
+    }
+
+    #[test]
+    fn a_slow_reader_gets_the_whole_file_with_back_pressure() {
+        let site = Arc::new(Site::from_files([("f", random(1 << 20, 3))]));
+        let body = site.file("f").unwrap().data.to_vec();
+        let req = b"GET /f HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec();
+        // 4 KiB per 10 ms at most: about 10 s of virtual time for 1 MiB.
+        let client = Client::new(vec![req], 4096, false);
+        let mut net = Loop::new(Http::new(site), client, 80, tcp(32 * 1024));
+        let mut want = head(Status::Ok, "application/octet-stream", body.len(), false);
+        want.extend_from_slice(&body);
+        let len = want.len();
+        assert!(
+            net.run_until(Duration::from_secs(120), |n| n.capp.peer_closed
+                && n.capp.received.len() >= len)
+        );
+        assert_eq!(net.capp.received.len(), want.len());
+        assert!(net.capp.received == want);
+    }
+
+    #[test]
+    fn a_request_arriving_byte_by_byte_is_answered() {
+        let req = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+        let chunks = req.iter().map(|&b| vec![b]).collect();
+        let client = Client::new(chunks, usize::MAX, false);
+        let mut net = Loop::new(Http::new(site()), client, 80, tcp(64 * 1024));
+        let mut want = head(Status::Ok, "text/plain; charset=utf-8", 6, true);
+        want.extend_from_slice(b"alpha\n");
+        let len = want.len();
+        assert!(net.run_until(Duration::from_secs(10), |n| n.capp.received.len() >= len));
+        assert_eq!(net.capp.received, want);
+        assert!(!net.capp.peer_closed, "keep-alive connection closed");
+    }
+
+    #[test]
+    fn malformed_requests_get_a_status_and_the_connection_closes() {
+        for (req, status) in [
+            (&b"GARBAGE\r\n\r\n"[..], Status::BadRequest),
+            (b"GET / HTTP/1.1\r\n\r\n", Status::BadRequest),
+            (
+                b"GET / HTTP/3.0\r\nHost: t\r\n\r\n",
+                Status::VersionNotSupported,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Status::NotImplemented,
+            ),
+        ] {
+            let client = Client::new(vec![req.to_vec()], usize::MAX, false);
+            let mut net = Loop::new(Http::new(site()), client, 80, tcp(64 * 1024));
+            assert!(net.run_until(Duration::from_secs(10), |n| n.capp.peer_closed));
+            assert_eq!(
+                net.capp.received,
+                error_response(status, false),
+                "{:?}",
+                String::from_utf8_lossy(req)
+            );
+        }
+        let mut huge = b"GET / HTTP/1.1\r\nHost: t\r\nX: ".to_vec();
+        huge.resize(3 * MAX_HEADER, b'a');
+        let client = Client::new(vec![huge], usize::MAX, false);
+        let mut net = Loop::new(Http::new(site()), client, 80, tcp(64 * 1024));
+        assert!(net.run_until(Duration::from_secs(10), |n| n.capp.peer_closed));
+        assert_eq!(
+            net.capp.received,
+            error_response(Status::HeaderTooLarge, false)
+        );
+    }
+
+    #[test]
+    fn an_idle_keep_alive_connection_is_closed_after_the_timeout() {
+        let req = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n".to_vec();
+        let client = Client::new(vec![req], usize::MAX, false);
+        let mut net = Loop::new(Http::new(site()), client, 80, tcp(64 * 1024));
+        assert!(net.run_until(Duration::from_secs(5), |n| !n.capp.received.is_empty()));
+        let answered = net.now;
+        assert!(!net.run_until(IDLE_TIMEOUT - Duration::from_secs(2), |n| n
+            .capp
+            .peer_closed));
+        assert!(net.run_until(Duration::from_secs(5), |n| n.capp.peer_closed));
+        let waited = net.now.saturating_duration_since(answered);
+        assert!(
+            waited >= IDLE_TIMEOUT && waited <= IDLE_TIMEOUT + Duration::from_secs(2),
+            "{waited:?}"
+        );
+        assert_eq!(net.sapp.stats.idle_closed, 1);
+    }
+
+    #[test]
+    fn a_half_closed_client_gets_its_answers_then_a_close() {
+        let reqs =
+            b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /a.t"
+                .to_vec();
+        let client = Client::new(vec![reqs], usize::MAX, true);
+        let mut net = Loop::new(Http::new(site()), client, 80, tcp(64 * 1024));
+        assert!(net.run_until(Duration::from_secs(10), |n| n.capp.closed));
+        let mut one = head(Status::Ok, "text/plain; charset=utf-8", 6, true);
+        one.extend_from_slice(b"alpha\n");
+        assert_eq!(net.capp.received, [one.clone(), one].concat());
+    }
+}

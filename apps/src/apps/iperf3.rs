@@ -781,6 +781,295 @@ impl App for Iperf3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apps::http::loopback::Loop;
+    use engine::tcp::TcpConfig;
+
+    /// A scripted iperf3 client: control connection, `parallel` data streams, `bytes` per
+    /// stream sent (forward) or awaited (reverse), then the results exchange. With
+    /// `intrude`, a second client connects while the test runs and must be denied.
+    #[derive(Default)]
+    struct Client {
+        params: Vec<u8>,
+        reverse: bool,
+        parallel: usize,
+        bytes: u64,
+        intrude: bool,
+        control: Option<ConnId>,
+        connected: Vec<ConnId>,
+        streams: Vec<ConnId>,
+        input: Vec<u8>,
+        running: bool,
+        ended: bool,
+        sent: Vec<u64>,
+        received: Vec<u64>,
+        results: Option<Value>,
+        states: Vec<u8>,
+        intruder: Option<ConnId>,
+        intruder_got: Vec<u8>,
+        finished: bool,
+    }
+
+    const COOKIE: &[u8; COOKIE_LEN] = b"abcdefghijklmnopqrstuvwxyz0123456789\0";
+
+    impl Client {
+        fn new(params: &str, parallel: usize, bytes: u64) -> Client {
+            let v: Value = serde_json::from_str(params).unwrap();
+            Client {
+                params: params.as_bytes().to_vec(),
+                reverse: v.get("reverse").is_some_and(|r| r == &json!(true)),
+                parallel,
+                bytes,
+                sent: vec![0; parallel],
+                received: vec![0; parallel],
+                ..Client::default()
+            }
+        }
+
+        fn control_step(&mut self, cx: &mut Ctx<'_>) {
+            let Some(ctl) = self.control else { return };
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = cx.recv(ctl, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                self.input.extend_from_slice(&buf[..n]);
+            }
+            loop {
+                let Some(&b) = self.input.first() else { return };
+                if self.ended
+                    && self.results.is_none()
+                    && self.states.last() == Some(&state::EXCHANGE_RESULTS)
+                {
+                    // The server's results (length-prefixed), then DISPLAY_RESULTS.
+                    let Some(msg) = take_json(&mut self.input) else {
+                        return;
+                    };
+                    self.results =
+                        Some(serde_json::from_slice(&msg).expect("server results are JSON"));
+                    continue;
+                }
+                self.input.remove(0);
+                self.states.push(b);
+                match b {
+                    state::PARAM_EXCHANGE => {
+                        let mut m = (self.params.len() as u32).to_be_bytes().to_vec();
+                        m.extend_from_slice(&self.params);
+                        cx.send(ctl, &m).unwrap();
+                    }
+                    state::CREATE_STREAMS => {
+                        for _ in 0..self.parallel {
+                            self.streams.push(
+                                cx.connect(Loop::<Iperf3, Client>::server_addr(5201))
+                                    .unwrap(),
+                            );
+                        }
+                    }
+                    state::TEST_RUNNING => self.running = true,
+                    state::EXCHANGE_RESULTS => {
+                        let mine = br#"{"cpu_util_total":1,"cpu_util_user":0,"cpu_util_system":1,"sender_has_retransmits":0,"streams":[]}"#;
+                        let mut m = (mine.len() as u32).to_be_bytes().to_vec();
+                        m.extend_from_slice(mine);
+                        cx.send(ctl, &m).unwrap();
+                    }
+                    state::DISPLAY_RESULTS => {
+                        cx.send(ctl, &[state::IPERF_DONE]).unwrap();
+                        cx.close(ctl).unwrap();
+                        self.finished = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    impl App for Client {
+        fn on_event(&mut self, cx: &mut Ctx<'_>, conn: ConnId, event: Event) {
+            if event == Event::Connected {
+                self.connected.push(conn);
+                cx.send(conn, COOKIE).unwrap();
+            }
+        }
+
+        fn on_poll(&mut self, cx: &mut Ctx<'_>) {
+            let Some(_) = self.control else {
+                self.control = Some(
+                    cx.connect(Loop::<Iperf3, Client>::server_addr(5201))
+                        .unwrap(),
+                );
+                return;
+            };
+            self.control_step(cx);
+            if !self.running || self.ended {
+                return;
+            }
+            if self.intrude && self.intruder.is_none() {
+                let id = cx
+                    .connect(Loop::<Iperf3, Client>::server_addr(5201))
+                    .unwrap();
+                self.intruder = Some(id);
+            }
+            if let Some(id) = self.intruder {
+                let mut b = [0u8; 16];
+                if let Ok(n) = cx.recv(id, &mut b) {
+                    self.intruder_got.extend_from_slice(&b[..n]);
+                }
+            }
+            let chunk = [0x5au8; 8192];
+            let mut buf = [0u8; 8192];
+            for (i, &s) in self.streams.iter().enumerate() {
+                if self.reverse {
+                    while let Ok(n) = cx.recv(s, &mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        self.received[i] += n as u64;
+                    }
+                } else {
+                    while self.sent[i] < self.bytes {
+                        let want = (self.bytes - self.sent[i]).min(chunk.len() as u64) as usize;
+                        let n = cx.send(s, &chunk[..want]).unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        self.sent[i] += n as u64;
+                    }
+                }
+            }
+            let done = if self.reverse {
+                self.received.iter().all(|&r| r >= self.bytes)
+            } else {
+                // Everything sent and acknowledged.
+                self.sent.iter().all(|&s| s >= self.bytes)
+                    && self
+                        .streams
+                        .iter()
+                        .all(|&s| cx.send_capacity(s) == 256 * 1024)
+            };
+            if done && (!self.intrude || !self.intruder_got.is_empty()) {
+                self.ended = true;
+                cx.send(self.control.unwrap(), &[state::TEST_END]).unwrap();
+            }
+        }
+    }
+
+    fn run(client: Client) -> Loop<Iperf3, Client> {
+        let mut net = Loop::new(Iperf3::new(), client, 5201, TcpConfig::default());
+        assert!(
+            net.run_until(Duration::from_secs(60), |n| n.capp.finished
+                || n.capp.states.contains(&state::SERVER_ERROR)),
+            "test did not finish; client saw states {:?}",
+            net.capp.states
+        );
+        // Let the closes complete.
+        net.run_until(Duration::from_secs(1), |_| false);
+        net
+    }
+
+    fn stream_figures(results: &Value) -> Vec<(u64, u64)> {
+        results["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["id"].as_u64().unwrap(), s["bytes"].as_u64().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_forward_test_with_two_streams_counts_every_byte() {
+        let client = Client::new(
+            r#"{"tcp":true,"omit":0,"time":1,"parallel":2,"len":131072}"#,
+            2,
+            300_000,
+        );
+        let net = run(client);
+        let c = &net.capp;
+        assert_eq!(
+            c.states,
+            [
+                state::PARAM_EXCHANGE,
+                state::CREATE_STREAMS,
+                state::TEST_START,
+                state::TEST_RUNNING,
+                state::EXCHANGE_RESULTS,
+                state::DISPLAY_RESULTS
+            ]
+        );
+        let results = c.results.as_ref().unwrap();
+        assert_eq!(stream_figures(results), [(1, 300_000), (3, 300_000)]);
+        for key in [
+            "cpu_util_total",
+            "cpu_util_user",
+            "cpu_util_system",
+            "sender_has_retransmits",
+        ] {
+            assert!(results.get(key).is_some(), "{key} missing");
+        }
+        let s = &results["streams"][0];
+        for key in [
+            "retransmits",
+            "jitter",
+            "errors",
+            "packets",
+            "start_time",
+            "end_time",
+        ] {
+            assert!(s.get(key).is_some(), "stream {key} missing");
+        }
+        assert_eq!(net.sapp.stats.tests_completed, 1);
+        assert_eq!(net.sapp.stats.last.map(|l| l.bytes), Some(600_000));
+        assert!(
+            net.sapp.test.is_none(),
+            "the server is free for the next test"
+        );
+    }
+
+    #[test]
+    fn a_reverse_test_sends_exactly_the_bytes_asked_for() {
+        let client = Client::new(
+            r#"{"tcp":true,"time":0,"num":500000,"parallel":1,"reverse":true,"len":131072}"#,
+            1,
+            500_000,
+        );
+        let net = run(client);
+        assert_eq!(net.capp.received, [500_000]);
+        assert_eq!(
+            stream_figures(net.capp.results.as_ref().unwrap()),
+            [(1, 500_000)]
+        );
+        assert_eq!(
+            net.sapp.stats.last.map(|l| (l.reverse, l.bytes)),
+            Some((true, 500_000))
+        );
+    }
+
+    #[test]
+    fn a_second_client_is_denied_while_a_test_runs() {
+        let mut client = Client::new(
+            r#"{"tcp":true,"time":1,"parallel":1,"len":131072}"#,
+            1,
+            100_000,
+        );
+        client.intrude = true;
+        let net = run(client);
+        assert_eq!(net.capp.intruder_got, [state::ACCESS_DENIED]);
+        assert_eq!(net.sapp.stats.denied, 1);
+        assert_eq!(net.sapp.stats.tests_completed, 1);
+    }
+
+    #[test]
+    fn udp_is_refused_with_server_error() {
+        let client = Client::new(r#"{"udp":true,"time":1,"parallel":1,"len":1460}"#, 1, 0);
+        let net = run(client);
+        assert_eq!(
+            net.capp.states[..2],
+            [state::PARAM_EXCHANGE, state::SERVER_ERROR]
+        );
+        let mut err = ierr::UNIMPLEMENTED.to_be_bytes().to_vec();
+        err.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(net.capp.states[2..], err[..], "i_errno and errno follow");
+        assert_eq!(net.sapp.stats.refused, 1);
+        assert!(net.sapp.test.is_none());
+    }
 
     #[test]
     fn parameters_of_a_forward_and_a_reverse_test() {
