@@ -34,9 +34,11 @@ print(f"{name}: {'server -> client' if rev else 'client -> server'}, {len(end['s
       f"sender {sent['bytes'] / 2**20:.1f} MiB in {sent['seconds']:.2f} s = {sent['bits_per_second'] / 1e6:.0f} Mbit/s, "
       f"receiver {recv['bytes'] / 2**20:.1f} MiB in {recv['seconds']:.2f} s = {recv['bits_per_second'] / 1e6:.0f} Mbit/s")
 assert sent["bytes"] > 0 and recv["bytes"] > 0, "no data moved"
-# What the receiver counted is what the sender sent, bar what was in flight at the end.
+# What the receiver counted is what the sender sent, bar what was still in the sender's
+# buffers or in flight at the end (a few MiB at most).
 assert recv["bytes"] <= sent["bytes"] * 1.02, "receiver counted more than was sent"
-assert recv["bytes"] >= sent["bytes"] * 0.9, "receiver counted much less than was sent"
+assert recv["bytes"] >= sent["bytes"] * 0.9 or sent["bytes"] - recv["bytes"] <= 8 << 20, \
+    "receiver counted much less than was sent"
 with open(path + ".rate", "w") as f:
     f.write(f"{recv['bits_per_second'] / 1e6:.0f}")
 PY
