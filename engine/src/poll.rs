@@ -22,6 +22,10 @@ use crate::stack::{App, NoApp, Received, Stack, StackConfig, StackKeys};
 use crate::stats::{Counters, DropReason};
 use crate::time::{Clock, Duration, Instant};
 
+/// Receive bursts taken per poll at most (when the device has that many frames queued)
+/// before timers and the application run.
+pub const RX_BURSTS_PER_POLL: usize = 4;
+
 /// How often the loop asks the port whether buffers run low.
 const PRESSURE_CHECK: Duration = Duration::from_millis(1);
 
@@ -229,13 +233,45 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             self.next_pressure_check = now + PRESSURE_CHECK;
             self.stack.set_buffers_low(self.port.buffers_low());
         }
+        // Take in up to RX_BURSTS_PER_POLL bursts before timers run: an ACK still queued
+        // in the device must cancel a retransmission before the timer would fire it.
+        let mut received = 0;
+        for _ in 0..RX_BURSTS_PER_POLL {
+            let (from_port, all) = self.receive_burst(now);
+            received += all;
+            if from_port < BURST_SIZE {
+                break;
+            }
+        }
+        self.stack.handle_timers(now);
+        self.stack.dispatch(now, &mut self.app);
+        self.transmit(now);
+        if now >= self.next_arp_check {
+            self.next_arp_check = now + ARP_RETRY;
+            for ip in self.stack.unresolved(now) {
+                self.send_arp_request(ip);
+            }
+        }
+        received
+    }
+
+    /// Ends every connection with a RST and closes the listeners, tells the application,
+    /// and sends the RSTs: what a clean stop does before the port closes.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.stack.abort_all();
+        self.stack.dispatch(now, &mut self.app);
+        self.transmit(now);
+    }
+
+    /// Receives one burst from the port (and what other cores handed over) and runs it
+    /// through the stack. Returns the frames taken from the port, and all frames.
+    fn receive_burst(&mut self, now: Instant) -> (usize, usize) {
         self.port.recv_burst(&mut self.rx, BURST_SIZE);
         let from_port = self.rx.len();
         let steered = self.steer.receive(&mut self.rx, BURST_SIZE);
         self.steered_in += steered as u64;
-        let mut received = 0;
+        let all = self.rx.len();
         for (i, mut frame) in self.rx.drain(..).enumerate() {
-            received += 1;
             if i < from_port {
                 let counters = self.stack.counters_mut();
                 counters.rx_packets += 1;
@@ -265,24 +301,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                 Received::Done => {}
             }
         }
-        self.stack.handle_timers(now);
-        self.stack.dispatch(now, &mut self.app);
-        self.transmit(now);
-        if now >= self.next_arp_check {
-            self.next_arp_check = now + ARP_RETRY;
-            for ip in self.stack.unresolved(now) {
-                self.send_arp_request(ip);
-            }
-        }
-        received
-    }
-
-    /// Ends every connection with a RST and closes the listeners, tells the application,
-    /// and sends the RSTs: what a clean stop does before the port closes.
-    pub fn shutdown(&mut self, now: Instant) {
-        self.stack.abort_all();
-        self.stack.dispatch(now, &mut self.app);
-        self.transmit(now);
+        (from_port, all)
     }
 
     /// Collects every pending segment and sends it with the replies.
