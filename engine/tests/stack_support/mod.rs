@@ -205,7 +205,11 @@ pub struct Pair {
 impl Pair {
     /// The server listens on [`SERVER_PORT`].
     pub fn new(config: StackConfig) -> Pair {
-        let caps = ChecksumCaps::default();
+        Self::with_caps(config, ChecksumCaps::default())
+    }
+
+    /// [`Pair::new`] with checksum offloads.
+    pub fn with_caps(config: StackConfig, caps: ChecksumCaps) -> Pair {
         let mut server = stack(SERVER, CLIENT, config.clone(), caps);
         server.listen(SERVER_PORT).expect("listen");
         Pair {
