@@ -34,7 +34,12 @@ busy="mgbusy$((LAB_ID % 100000))"
 lab_exec a ip tuntap add dev "$busy" mode tap || { echo "FAIL: cannot create tap $busy"; exit 1; }
 expect_usage "tap name in use" "already exists" ip netns exec "${LAB_NS[a]}" "$bin" serve --ip 10.0.0.2/24 --name busy$$ -- "${eal[@]}" --file-prefix=mg-busy-$$ "--vdev=net_tap0,iface=$busy"
 expect_usage "no-huge with in-memory" "cannot be combined" "$bin" serve --ip 10.0.0.2/24 -- -l 0 --no-huge --in-memory
-rm -rf /var/run/dpdk/mg-noport-$$ /var/run/dpdk/mg-busy-$$
+# EAL arguments that need hugepages on a system where hugetlbfs is not mounted: in a
+# private mount namespace with every hugetlbfs mount removed.
+expect_usage "hugepages needed but not mounted" "hugetlbfs is not mounted" \
+  unshare -m sh -c 'for m in $(awk "\$3 == \"hugetlbfs\" {print \$2}" /proc/mounts); do umount "$m"; done; exec "$0" "$@"' \
+  "$bin" serve --ip 10.0.0.2/24 --name nohuge$$ -- -l 0 --no-pci --file-prefix=mg-nohuge-$$
+rm -rf /var/run/dpdk/mg-noport-$$ /var/run/dpdk/mg-busy-$$ /var/run/dpdk/mg-nohuge-$$
 
 [ "$fails" -eq 0 ] || { echo "FAIL: $fails cases"; exit 1; }
 echo "ok: every bad set-up refused with one line and exit 2"
