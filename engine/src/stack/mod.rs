@@ -915,10 +915,13 @@ impl Stack {
     }
 
     /// Next hops of connections whose MAC address is unknown, for the driver to ARP.
+    /// Only connections still waiting to send are looked at: [`Stack::transmit`] keeps
+    /// exactly those touched, so this costs nothing when everything is resolved.
     pub fn unresolved(&self, now: Instant) -> Vec<Ipv4Addr> {
         let mut v = Vec::new();
-        for e in self.slots.iter().filter_map(|s| s.entry.as_ref()) {
-            if let Some(hop) = next_hop(&self.iface, self.config.gateway, e.conn.tuple().remote_ip()) {
+        for &id in &self.touched {
+            let Some(conn) = self.conn(id) else { continue };
+            if let Some(hop) = next_hop(&self.iface, self.config.gateway, conn.tuple().remote_ip()) {
                 if self.iface.arp_lookup(hop, now).is_none() && !v.contains(&hop) {
                     v.push(hop);
                 }
