@@ -182,10 +182,12 @@ fn bench_data(c: &mut Criterion, offload: bool) {
     let mut out = Vec::new();
     let now = Instant::from_millis(100);
 
-    let prepare = |burst: &mut Vec<Vec<u8>>, next: &mut SeqNumber| {
+    let mut sent: u64 = 0;
+    let mut prepare = |burst: &mut Vec<Vec<u8>>, next: &mut SeqNumber| {
         for f in burst.iter_mut() {
             set_seq(f, *next);
             *next += PAYLOAD as u32;
+            sent += PAYLOAD as u64;
         }
     };
 
@@ -229,8 +231,8 @@ fn bench_data(c: &mut Criterion, offload: bool) {
         })
     });
     // Sanity (when the benchmarks above ran, not filtered out): all the data was read.
-    if next != client.seq {
-        assert_eq!(app.bytes, u64::from(next.distance_from(client.seq)));
+    if sent > 0 {
+        assert_eq!(app.bytes, sent);
         assert_eq!(p.server.connection_count(), 1);
     }
 
