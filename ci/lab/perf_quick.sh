@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Keeps the performance tooling working: runs `perf/run --quick` (debug build, results in a
 # temporary folder, not perf/results) and checks that every system it measured produced a
-# figure: the wire ceiling (reflector + migratory-gen l2 over net_memif) and the Linux
-# baseline of each workload, plus the markdown table and one PNG per workload. It checks
-# that the figures exist and are positive, not their size.
+# figure: the wire ceiling (reflector + migratory-gen l2 over net_memif); the engine
+# (`migratory serve` driven by migratory-gen over net_memif), smoltcp (smoltcp-echo, same)
+# and the Linux baseline for each of latency, rpc, cps and bulk; the engine under
+# syn-flood; the engine's packet rate against the wire ceiling; plus the markdown table
+# and one PNG per workload. It checks that the figures exist and are positive, not their
+# size.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" -eq 0 ] || { echo "FAIL: needs root (memif, hugepages)"; exit 1; }
@@ -34,15 +37,18 @@ if not (isinstance(w.get("pps"), (int, float)) and w["pps"] > 0):
     bad.append("no wire ceiling pps")
 figs = [f"wire {w.get('pps', 0):.0f} pps"]
 wls = doc.get("workloads") or {}
-for name in ("rpc", "cps", "bulk"):
+expected = {name: ("engine", "smoltcp", "linux") for name in ("latency", "rpc", "cps", "bulk")}
+expected["syn-flood"] = ("engine",)
+for name, want in expected.items():
     wl = wls.get(name)
     if not wl:
         bad.append(f"workload {name} missing")
         continue
     unit = wl.get("unit")
     systems = wl.get("systems") or {}
-    if "linux" not in systems:
-        bad.append(f"{name}: no linux figure")
+    for sysname in want:
+        if sysname not in systems:
+            bad.append(f"{name}: no {sysname} figure")
     for sysname, r in systems.items():
         v = r.get(unit)
         if not (isinstance(v, (int, float)) and v > 0):
@@ -51,6 +57,11 @@ for name in ("rpc", "cps", "bulk"):
         if unit != "gbps" and not (r.get("p50_us") and r.get("p99_us")):
             bad.append(f"{name}/{sysname}: no latency percentiles")
         figs.append(f"{name}/{sysname} {v:g} {unit}")
+ev = doc.get("engine_vs_wire") or {}
+if not (isinstance(ev.get("ratio"), (int, float)) and ev["ratio"] > 0 and ev.get("engine_pps", 0) > 0):
+    bad.append("no engine pps against the wire ceiling")
+else:
+    figs.append(f"engine/wire {ev['ratio']:g}")
 for f in ["latest.md", "wire.png"] + [f"{n}.png" for n in wls]:
     p = os.path.join(out, f)
     if not os.path.isfile(p) or os.path.getsize(p) == 0:

@@ -85,6 +85,19 @@ pub fn pin_to_core(core: usize) -> Result<(), String> {
     }
 }
 
+/// CPU time (user + system) this process has used, in seconds, from /proc/self/stat
+/// (in clock ticks of 1/100 s, Linux's USER_HZ); `None` where that file is unreadable.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3;
+    // utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// Whether a live progress line should be drawn (stdout is a terminal).
 pub fn stdout_is_tty() -> bool {
     std::io::stdout().is_terminal()
@@ -106,6 +119,12 @@ pub fn si(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_readable() {
+        let t = process_cpu_seconds().expect("/proc/self/stat");
+        assert!((0.0..1e6).contains(&t));
+    }
 
     #[test]
     fn si_prefixes() {

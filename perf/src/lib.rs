@@ -12,3 +12,6 @@ pub mod frame;
 pub mod latency;
 pub mod pacing;
 pub mod smol;
+pub mod synflood;
+pub mod tcpgen;
+pub mod tcprun;

@@ -1,7 +1,8 @@
 //! `migratory-plot`: draws one PNG bar chart per workload of a `perf/run` result file
 //! (`perf/results/latest.json`): one bar per measured system with its rate and latency
-//! percentiles, plus a chart of the wire ceiling. Text uses a system TrueType font
-//! (DejaVu Sans, as Debian ships it); without one the bars are drawn unlabelled.
+//! percentiles, plus a chart of the wire ceiling (with the engine's packet rate under rpc
+//! next to it). Text uses a system TrueType font (DejaVu Sans, as Debian ships it);
+//! without one the bars are drawn unlabelled.
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -89,11 +90,25 @@ fn run(args: &Args) -> i32 {
     if let Some(w) = doc.get("wire_ceiling").filter(|w| w.is_object()) {
         let pps = w.get("pps").and_then(Value::as_f64).unwrap_or(0.0);
         let size = w.get("size").and_then(Value::as_u64).unwrap_or(0);
-        let bars = vec![Bar {
+        let mut bars = vec![Bar {
             system: "wire".into(),
             value: pps,
             label: format!("{}pps{}", cli::si(pps), latency_text(w)),
         }];
+        // The engine's packet rate under rpc, against the same ceiling.
+        if let Some(e) = doc.get("engine_vs_wire").filter(|e| e.is_object()) {
+            let v = e.get("engine_pps").and_then(Value::as_f64).unwrap_or(0.0);
+            let ratio = e.get("ratio").and_then(Value::as_f64).unwrap_or(0.0);
+            bars.push(Bar {
+                system: "engine".into(),
+                value: v,
+                label: format!(
+                    "{}pps into the engine under rpc ({:.0}% of the wire)",
+                    cli::si(v),
+                    ratio * 100.0
+                ),
+            });
+        }
         let title =
             format!("wire ceiling: L2 reflector over net_memif, {size} B frames (packets/s)");
         match draw(&out_dir.join("wire.png"), &title, &footer, &bars, fonts) {
