@@ -423,6 +423,13 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             if empty_polls < EMPTY_POLLS_BEFORE_IDLE {
                 continue;
             }
+            if strategy == IdleStrategy::Spin {
+                // Spinning never waits, so it needs no deadline: `poll_timeout` (the
+                // minimum over timers, listeners and TIME-WAIT records) is not worth
+                // computing on every empty poll.
+                core::hint::spin_loop();
+                continue;
+            }
             // Never idle past the next timer (or the next report).
             let until_timer = self
                 .stack

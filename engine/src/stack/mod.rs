@@ -233,6 +233,12 @@ pub struct Stack {
     /// application gets their [`Event::Closed`] there.
     closed_to_time_wait: Vec<ConnId>,
     listeners: Vec<Listener>,
+    /// The listeners may have output to send or a new deadline: set by their input, their
+    /// timers and `listen`, cleared once `transmit` has drained them. Their half-open
+    /// connections are scanned only then, not on every poll.
+    listeners_dirty: bool,
+    /// The listeners' earliest deadline, as of the last time they were drained.
+    listener_deadline: Option<Instant>,
     timers: TimerWheel<ConnId>,
     /// Connections with possible events or output, each once.
     touched: Vec<ConnId>,
@@ -275,6 +281,8 @@ impl Stack {
             slots: Vec::new(),
             free: Vec::new(),
             listeners: Vec::new(),
+            listeners_dirty: false,
+            listener_deadline: None,
             touched: Vec::new(),
             expired: Vec::new(),
             replies: Vec::new(),
@@ -372,6 +380,7 @@ impl Stack {
         for listener in self.listeners.drain(..) {
             self.table.remove_listener(&listener.local());
         }
+        self.listeners_dirty = true;
         let ids: Vec<ConnId> = self
             .slots
             .iter()
@@ -469,6 +478,7 @@ impl Stack {
         self.table.insert_listener(local, index).map_err(|_| StackError::PortInUse(port))?;
         let tcp = self.tcp_config();
         self.listeners.push(Listener::new(local, tcp, self.config.listener, self.keys.isn, self.keys.cookie));
+        self.listeners_dirty = true;
         Ok(())
     }
 
@@ -678,6 +688,7 @@ impl Stack {
     fn listener_input(&mut self, now: Instant, index: u32, tuple: FourTuple, repr: &TcpRepr<'_>) {
         let Some(listener) = self.listeners.get_mut(index as usize) else { return };
         listener.handle_segment(now, tuple, repr);
+        self.listeners_dirty = true;
         let port = listener.local().port();
         while let Some(conn) = self.listeners[index as usize].accept() {
             match self.install(conn, Some(port)) {
@@ -715,9 +726,14 @@ impl Stack {
         self.expired = expired;
         // RFC 9293 §3.10.8: TIME-WAIT records end after 2 MSL.
         self.table.expire_time_wait(now, |_, _| {});
-        for l in &mut self.listeners {
-            if l.poll_timeout().is_some_and(|d| d <= now) {
-                l.handle_timeout(now);
+        // The listeners' deadline is cached while they are unchanged (scanning their
+        // half-open connections on every poll was a top cost under connection load).
+        if self.listeners_dirty || self.listener_deadline.is_some_and(|d| d <= now) {
+            for l in &mut self.listeners {
+                if l.poll_timeout().is_some_and(|d| d <= now) {
+                    l.handle_timeout(now);
+                    self.listeners_dirty = true;
+                }
             }
         }
     }
@@ -730,7 +746,11 @@ impl Stack {
             return Some(Instant::ZERO);
         }
         let conns = self.timers.next_deadline();
-        let listeners = self.listeners.iter().filter_map(Listener::poll_timeout).min();
+        let listeners = if self.listeners_dirty {
+            self.listeners.iter().filter_map(Listener::poll_timeout).min()
+        } else {
+            self.listener_deadline
+        };
         let time_wait = self.table.next_time_wait_expiry();
         [conns, listeners, time_wait].into_iter().flatten().min()
     }
@@ -816,17 +836,24 @@ impl Stack {
             }
         }
 
-        for listener in &mut self.listeners {
-            while !out_of_buffers {
-                let Some(t) = listener.poll_transmit(now) else { break };
-                match resolve(iface, gateway, t.dst_ip(), now) {
-                    None => tcp.no_route += 1,
-                    Some(mac) if write_frame(&t, our_mac, mac, caps, alloc, out) => tcp.segments_out += 1,
-                    Some(_) => {
-                        tcp.no_buffers += 1;
-                        out_of_buffers = true;
+        // Listeners only have output after their input or timers (`listeners_dirty`).
+        if self.listeners_dirty {
+            for listener in &mut self.listeners {
+                while !out_of_buffers {
+                    let Some(t) = listener.poll_transmit(now) else { break };
+                    match resolve(iface, gateway, t.dst_ip(), now) {
+                        None => tcp.no_route += 1,
+                        Some(mac) if write_frame(&t, our_mac, mac, caps, alloc, out) => tcp.segments_out += 1,
+                        Some(_) => {
+                            tcp.no_buffers += 1;
+                            out_of_buffers = true;
+                        }
                     }
                 }
+            }
+            if !out_of_buffers {
+                self.listener_deadline = self.listeners.iter().filter_map(Listener::poll_timeout).min();
+                self.listeners_dirty = false;
             }
         }
 
