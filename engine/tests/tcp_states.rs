@@ -996,7 +996,13 @@ fn keepalive_answer_keeps_connection() {
 #[test]
 fn rto_backs_off_and_retransmits_earliest_unacknowledged() {
     // RFC 6298 §5.4 (retransmit earliest), §5.5 (double), §5.7-style collapse on new sample.
-    let (mut conn, mut peer) = established(&hand_config(false), T0);
+    // Without SACK: with it, a tail loss probe (RFC 8985 §7) comes before the first
+    // timeout (tcp_recovery.rs checks that path).
+    let config = TcpConfig {
+        sack: false,
+        ..hand_config(false)
+    };
+    let (mut conn, mut peer) = established(&config, T0);
     conn.send(&[1; 3000]).unwrap();
     let first = drain(&mut conn, T0);
     assert_eq!(first.len(), 3);
@@ -1088,6 +1094,10 @@ fn rto_is_three_seconds_after_a_syn_timeout() {
     let peer = peer_for(&syn);
     conn.handle_segment(t, &peer.seg(Control::Syn, b""));
     assert_eq!(conn.state(), State::Established);
-    assert_eq!(conn.srtt(), None, "Karn: no sample from a retransmitted SYN");
+    assert_eq!(
+        conn.srtt(),
+        None,
+        "Karn: no sample from a retransmitted SYN"
+    );
     assert_eq!(conn.rto(), Duration::from_secs(3));
 }

@@ -1,75 +1,97 @@
 //! Out-of-order bookkeeping of the receive side: which sequence ranges beyond RCV.NXT are
-//! held in the receive buffer, bounded to a few ranges, and the SACK blocks that report
-//! them (RFC 2018 §4).
+//! held in the receive buffer, the SACK blocks that report them (RFC 2018 §4), and the
+//! duplicate to report in a D-SACK block (RFC 2883 §4).
 //!
-//! Owns ranges only; the bytes themselves are in the receive [`super::ring::RingBuffer`].
+//! Owns ranges only, in a heap vector allocated when the first out-of-order segment
+//! arrives and released when the last gap is filled; the bytes themselves are in the
+//! receive [`super::ring::RingBuffer`].
 use super::seq::SeqNumber;
 use crate::wire::tcp::SackRanges;
 
 /// The most out-of-order ranges held. A segment that would need one more is dropped (the
-/// peer retransmits it), which keeps the state small and bounds the work per segment.
-pub const MAX_RANGES: usize = 4;
+/// peer retransmits it). The receive buffer bounds the ranges anyway (a 256 KiB buffer of
+/// full-sized segments holds fewer than 100 gaps); this bounds the work per segment
+/// against a peer sending tiny segments with gaps.
+pub const MAX_RANGES: usize = 256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// One held range, with the arrival count of the segment that last extended it (for the
+/// order of SACK blocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Range {
+    start: SeqNumber,
+    end: SeqNumber,
+    stamp: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Assembler {
     /// Sorted, disjoint, non-adjacent `[start, end)` ranges, all beyond RCV.NXT.
-    ranges: [(SeqNumber, SeqNumber); MAX_RANGES],
-    count: u8,
+    ranges: Vec<Range>,
+    /// Out-of-order arrivals so far (the stamp of the next one).
+    arrivals: u32,
     /// Start of the most recently received out-of-order segment: its range is reported
     /// first (RFC 2018 §4).
     latest: SeqNumber,
+    /// A duplicate segment to report in the next ACK's first SACK block (RFC 2883 §4);
+    /// empty when `start == end`.
+    dsack: (SeqNumber, SeqNumber),
 }
 
 impl Assembler {
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.ranges.is_empty()
     }
 
-    pub fn ranges(&self) -> &[(SeqNumber, SeqNumber)] {
-        &self.ranges[..usize::from(self.count)]
+    /// The number of ranges held.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// The ranges held, lowest first.
+    pub fn ranges(&self) -> impl Iterator<Item = (SeqNumber, SeqNumber)> + '_ {
+        self.ranges.iter().map(|r| (r.start, r.end))
     }
 
     /// The end of the furthest range held, if any.
     pub fn highest(&self) -> Option<SeqNumber> {
-        self.ranges().last().map(|r| r.1)
+        self.ranges.last().map(|r| r.end)
     }
 
     /// Records `[start, end)` as held. Returns false (recording nothing) if it would need
-    /// more than [`MAX_RANGES`] ranges.
+    /// more than [`MAX_RANGES`] ranges. A segment wholly inside a held range is a
+    /// duplicate: it is reported as a D-SACK (RFC 2883 §4, with the range holding it as
+    /// the next block).
     pub fn add(&mut self, start: SeqNumber, end: SeqNumber) -> bool {
         if !start.lt(end) {
             return true;
         }
-        let mut merged = (start, end);
-        let mut out = [(SeqNumber(0), SeqNumber(0)); MAX_RANGES + 1];
-        let mut n = 0;
-        let mut placed = false;
-        for &(s, e) in self.ranges() {
-            if e.lt(merged.0) {
-                out[n] = (s, e);
-                n += 1;
-            } else if merged.1.lt(s) {
-                if !placed {
-                    out[n] = merged;
-                    n += 1;
-                    placed = true;
-                }
-                out[n] = (s, e);
-                n += 1;
-            } else {
-                // Overlapping or adjacent: absorb.
-                merged = (merged.0.min(s), merged.1.max(e));
+        // The first range that ends at or after `start` (adjacent ranges merge).
+        let first = self.ranges.partition_point(|r| r.end.lt(start));
+        // The ranges from `first` that begin at or before `end` overlap or touch.
+        let mut last = first;
+        while last < self.ranges.len() && self.ranges[last].start.le(end) {
+            last += 1;
+        }
+        let stamp = self.arrivals;
+        if last == first {
+            if self.ranges.len() >= MAX_RANGES {
+                return false;
             }
+            self.ranges.insert(first, Range { start, end, stamp });
+        } else {
+            let held = self.ranges[first];
+            if last == first + 1 && held.start.le(start) && end.le(held.end) {
+                self.dsack = (start, end);
+            }
+            let merged = Range {
+                start: held.start.min(start),
+                end: self.ranges[last - 1].end.max(end),
+                stamp,
+            };
+            self.ranges[first] = merged;
+            self.ranges.drain(first + 1..last);
         }
-        if !placed {
-            out[n] = merged;
-            n += 1;
-        }
-        if n > MAX_RANGES {
-            return false;
-        }
-        self.ranges[..n].copy_from_slice(&out[..n]);
-        self.count = n as u8;
+        self.arrivals = self.arrivals.wrapping_add(1);
         self.latest = start;
         true
     }
@@ -78,44 +100,84 @@ impl Assembler {
     /// RCV.NXT (the end of a range that started at or before it).
     pub fn advance(&mut self, mut rcv_nxt: SeqNumber) -> SeqNumber {
         let mut drop = 0;
-        for &(s, e) in self.ranges() {
-            if s.le(rcv_nxt) {
-                rcv_nxt = rcv_nxt.max(e);
+        for r in &self.ranges {
+            if r.start.le(rcv_nxt) {
+                rcv_nxt = rcv_nxt.max(r.end);
                 drop += 1;
             } else {
                 break;
             }
         }
-        let n = usize::from(self.count);
-        self.ranges.copy_within(drop..n, 0);
-        self.count = (n - drop) as u8;
+        self.ranges.drain(..drop);
+        if self.ranges.is_empty() {
+            self.ranges = Vec::new();
+        }
         rcv_nxt
     }
 
-    /// Forgets everything.
+    /// Forgets the ranges (and releases their storage).
     pub fn clear(&mut self) {
-        self.count = 0;
+        self.ranges = Vec::new();
     }
 
-    /// The SACK blocks to report: the range holding the latest segment first, then the
-    /// others from the highest down (RFC 2018 §4 asks for the most recent first).
-    pub fn sack_blocks(&self) -> SackRanges {
+    /// Reports `[start, end)`, received again below RCV.NXT, in the next ACK's first SACK
+    /// block (RFC 2883 §4).
+    pub fn set_dsack(&mut self, start: SeqNumber, end: SeqNumber) {
+        if start.lt(end) {
+            self.dsack = (start, end);
+        }
+    }
+
+    /// Takes the pending D-SACK block, if any (it is reported once).
+    pub fn take_dsack(&mut self) -> Option<(SeqNumber, SeqNumber)> {
+        let (start, end) = core::mem::replace(&mut self.dsack, (SeqNumber(0), SeqNumber(0)));
+        start.lt(end).then_some((start, end))
+    }
+
+    /// Whether a D-SACK block waits for the next ACK.
+    pub fn has_dsack(&self) -> bool {
+        self.dsack.0.lt(self.dsack.1)
+    }
+
+    /// The SACK blocks to report, after `dsack` if given (RFC 2883 §4): the range holding
+    /// the latest segment first, then the others, most recently extended first (RFC 2018
+    /// §4 asks to repeat the most recently reported blocks).
+    pub fn sack_blocks(&self, dsack: Option<(SeqNumber, SeqNumber)>) -> SackRanges {
         let mut out: SackRanges = [None; 4];
         let mut n = 0;
-        let ranges = self.ranges();
-        let first = ranges.iter().position(|&(s, e)| self.latest.in_range(s, e));
-        if let Some(i) = first {
-            out[0] = Some(ranges[i]);
+        if let Some(d) = dsack {
+            out[0] = Some(d);
             n = 1;
         }
-        for (i, &r) in ranges.iter().enumerate().rev() {
-            if Some(i) == first || n == out.len() {
-                continue;
-            }
-            out[n] = Some(r);
+        let first = self
+            .ranges
+            .iter()
+            .position(|r| self.latest.in_range(r.start, r.end));
+        if let Some(i) = first {
+            out[n] = Some((self.ranges[i].start, self.ranges[i].end));
+            n += 1;
+        }
+        // The most recent others: a few passes over the (short) list for the highest
+        // stamps, without allocating.
+        let mut below = u32::MAX;
+        while n < out.len() {
+            let next = self
+                .ranges
+                .iter()
+                .enumerate()
+                .filter(|&(i, r)| Some(i) != first && self.recency(r) < below)
+                .max_by_key(|&(_, r)| self.recency(r));
+            let Some((_, r)) = next else { break };
+            below = self.recency(r);
+            out[n] = Some((r.start, r.end));
             n += 1;
         }
         out
+    }
+
+    /// How recently a range was extended: larger is more recent (stamps wrap).
+    fn recency(&self, r: &Range) -> u32 {
+        u32::MAX - self.arrivals.wrapping_sub(r.stamp)
     }
 }
 
@@ -127,29 +189,50 @@ mod tests {
         SeqNumber(n)
     }
 
+    fn list(a: &Assembler) -> Vec<(SeqNumber, SeqNumber)> {
+        a.ranges().collect()
+    }
+
     #[test]
     fn merges_and_orders() {
         let mut a = Assembler::default();
         assert!(a.add(s(30), s(40)));
         assert!(a.add(s(10), s(20)));
         assert!(a.add(s(20), s(25)));
-        assert_eq!(a.ranges(), &[(s(10), s(25)), (s(30), s(40))]);
+        assert_eq!(list(&a), vec![(s(10), s(25)), (s(30), s(40))]);
         assert!(a.add(s(24), s(31)));
-        assert_eq!(a.ranges(), &[(s(10), s(40))]);
+        assert_eq!(list(&a), vec![(s(10), s(40))]);
         assert_eq!(a.highest(), Some(s(40)));
+    }
+
+    #[test]
+    fn holds_many_ranges_on_the_heap_only_while_needed() {
+        let mut a = Assembler::default();
+        assert_eq!(a.ranges.capacity(), 0);
+        // More gaps than the four of a fixed table: nothing is dropped.
+        for i in 0..40 {
+            assert!(a.add(s(100 * i + 10), s(100 * i + 20)));
+        }
+        assert_eq!(a.len(), 40);
+        assert!(a.add(s(20), s(110)));
+        assert_eq!(a.len(), 39);
+        assert_eq!(a.advance(s(10)), s(120));
+        assert_eq!(a.advance(s(3910)), s(3920));
+        assert!(a.is_empty());
+        assert_eq!(a.ranges.capacity(), 0);
     }
 
     #[test]
     fn bounded_number_of_ranges() {
         let mut a = Assembler::default();
-        for i in 0..4 {
+        for i in 0..MAX_RANGES as u32 {
             assert!(a.add(s(100 * i + 10), s(100 * i + 20)));
         }
-        assert!(!a.add(s(1000), s(1010)));
-        assert_eq!(a.ranges().len(), 4);
+        assert!(!a.add(s(1_000_000), s(1_000_010)));
+        assert_eq!(a.len(), MAX_RANGES);
         // Filling between two ranges still works (no new range needed).
         assert!(a.add(s(20), s(110)));
-        assert_eq!(a.ranges().len(), 3);
+        assert_eq!(a.len(), MAX_RANGES - 1);
     }
 
     #[test]
@@ -159,22 +242,50 @@ mod tests {
         a.add(s(30), s(40));
         assert_eq!(a.advance(s(5)), s(5));
         assert_eq!(a.advance(s(10)), s(20));
-        assert_eq!(a.ranges(), &[(s(30), s(40))]);
+        assert_eq!(list(&a), vec![(s(30), s(40))]);
         assert_eq!(a.advance(s(35)), s(40));
         assert!(a.is_empty());
     }
 
     #[test]
-    fn sack_blocks_latest_first() {
+    fn sack_blocks_latest_first_then_most_recent() {
+        // RFC 2018 §4.
         let mut a = Assembler::default();
         a.add(s(10), s(20));
         a.add(s(50), s(60));
+        a.add(s(90), s(95));
         a.add(s(30), s(40));
-        let blocks = a.sack_blocks();
+        let blocks = a.sack_blocks(None);
         assert_eq!(blocks[0], Some((s(30), s(40))));
-        assert_eq!(blocks[1], Some((s(50), s(60))));
-        assert_eq!(blocks[2], Some((s(10), s(20))));
-        assert_eq!(blocks[3], None);
+        assert_eq!(blocks[1], Some((s(90), s(95))));
+        assert_eq!(blocks[2], Some((s(50), s(60))));
+        assert_eq!(blocks[3], Some((s(10), s(20))));
+        // Extending an old range makes it the latest.
+        a.add(s(20), s(22));
+        assert_eq!(a.sack_blocks(None)[0], Some((s(10), s(22))));
+        assert_eq!(a.sack_blocks(None)[1], Some((s(30), s(40))));
+    }
+
+    #[test]
+    fn duplicate_out_of_order_segment_is_a_dsack() {
+        // RFC 2883 §4 (example 4.2): the duplicate first, then the block holding it.
+        let mut a = Assembler::default();
+        a.add(s(100), s(300));
+        a.add(s(500), s(600));
+        assert!(!a.has_dsack());
+        a.add(s(150), s(200));
+        let d = a.take_dsack();
+        assert_eq!(d, Some((s(150), s(200))));
+        let blocks = a.sack_blocks(d);
+        assert_eq!(blocks[0], Some((s(150), s(200))));
+        assert_eq!(blocks[1], Some((s(100), s(300))));
+        assert_eq!(a.take_dsack(), None, "reported once");
+        // Below RCV.NXT (example 4.1), set by the connection.
+        a.set_dsack(s(10), s(20));
+        assert_eq!(
+            a.sack_blocks(a.clone().take_dsack())[0],
+            Some((s(10), s(20)))
+        );
     }
 
     #[test]

@@ -56,6 +56,15 @@ impl Flags {
     /// The sender-SWS override timeout fired (RFC 9293 §3.8.6.2.1): send what the window
     /// allows even if it is short.
     pub const FORCE: u32 = 1 << 13;
+    /// Recovering from a retransmission timeout (RFC 8985 §6.3, RFC 6582's "recover"
+    /// after a timeout): lost segments go out before new data until SND.UNA reaches
+    /// `recover`.
+    pub const LOSS_RECOVERY: u32 = 1 << 14;
+    /// A tail loss probe is due (RFC 8985 §7.3).
+    pub const TLP_NOW: u32 = 1 << 15;
+    /// The loss-detection timer is the probe timeout (RFC 8985 §7.2), not the RACK
+    /// reordering timer (§6.2).
+    pub const PTO_ARMED: u32 = 1 << 16;
 
     pub fn has(self, bit: u32) -> bool {
         self.0 & bit != 0
@@ -98,12 +107,20 @@ pub struct ConnectionStats {
     pub fast_recoveries: u32,
     /// Retransmission timer expirations.
     pub timeouts: u32,
-    /// Segments retransmitted by the RFC 6675 scoreboard (NextSeg rules 1 and 3).
+    /// Segments retransmitted because the scoreboard marked them lost (RACK, RFC 8985, or
+    /// DupThresh, RFC 6675), timeouts and probes excepted.
     pub sack_retransmits: u32,
     /// Segments dropped by the sequence, PAWS, RST, SYN or ACK checks.
     pub dropped: u32,
     /// Challenge ACKs sent (RFC 5961).
     pub challenge_acks: u16,
+    /// Recovery episodes undone because every retransmission proved spurious (D-SACK,
+    /// RFC 3708).
+    pub spurious_undos: u16,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub loss_probes: u32,
+    /// D-SACK blocks received (RFC 2883).
+    pub dsacks_received: u32,
 }
 
 /// Which direction(s) [`Connection::shutdown`] closes.
@@ -171,12 +188,12 @@ pub struct Connection {
     pub(super) rtt_start: Option<Instant>,
     pub(super) rtt_seq: SeqNumber,
     pub(super) cc: Congestion,
+    /// Per-segment transmission records, RACK-TLP, undo and PRR state (heap, SACK
+    /// connections only).
     pub(super) scoreboard: Scoreboard,
     /// RFC 6582 "recover": the highest sequence sent when the last recovery (or timeout)
     /// began.
     pub(super) recover: SeqNumber,
-    /// RFC 6675 HighRxt: the end of the highest retransmission of this recovery.
-    pub(super) high_rxt: SeqNumber,
     pub(super) dupacks: u8,
     pub(super) retries: u8,
     pub(super) persist_backoff: u8,
@@ -249,7 +266,6 @@ impl Connection {
             cc: Congestion::new(config.congestion, u32::from(DEFAULT_MSS)),
             scoreboard: Scoreboard::default(),
             recover: iss,
-            high_rxt: iss,
             dupacks: 0,
             retries: 0,
             persist_backoff: 0,
@@ -746,6 +762,7 @@ impl Connection {
         while let Some(kind) = self.timers.pop_expired(now) {
             match kind {
                 TimerKind::Retransmit => self.on_retransmit_timeout(now),
+                TimerKind::LossDetection => self.on_loss_detection_timeout(now),
                 TimerKind::Persist => self.on_persist_timeout(now),
                 TimerKind::DelayedAck => self.flags.set(Flags::ACK_NOW),
                 TimerKind::Keepalive => self.on_keepalive_timeout(now),
@@ -782,6 +799,7 @@ impl Connection {
         }
         // §5.5: back off the timer.
         self.rtt.back_off();
+        let prior = (self.cc.cwnd(), self.cc.ssthresh());
         if self.state.is_synchronized() || self.state == State::SynReceived {
             let mss = u32::from(self.smss());
             let flight = self.snd_max.distance_from(self.snd_una);
@@ -792,15 +810,42 @@ impl Connection {
                 self.cc.set_cwnd(mss);
             }
         }
-        // RFC 6582 §3.2 step 4 and RFC 6675 §5.1: leave recovery, remember the highest
-        // sequence sent, and forget SACK information (RFC 2018 §8).
+        self.flags.clear(Flags::TLP_NOW | Flags::PTO_ARMED);
+        self.timers.cancel(TimerKind::LossDetection);
+        self.dupacks = 0;
+        let in_flight = self.snd_max.distance_from(self.snd_una);
+        if self.flags.has(Flags::SACK)
+            && in_flight > 0
+            && self.scoreboard.span() == Some((self.snd_una, self.snd_max))
+        {
+            // RFC 8985 §6.3: mark the head and every segment sent more than RACK.rtt +
+            // reo_wnd ago lost; they go out first, as the window (one segment) allows.
+            // SACK information is kept: RFC 6675 §5.1 allows it when reneging is
+            // detected (the scoreboard drops its marks when a cumulative ACK stops at
+            // SACKed data, RFC 2018 §8), and asks to use what arrives afterwards.
+            if !self.flags.has(Flags::IN_RECOVERY) && !self.flags.has(Flags::LOSS_RECOVERY) {
+                // RFC 3708: the reduction may prove spurious (D-SACKs for every
+                // retransmission). A timeout during recovery keeps that episode's values.
+                self.scoreboard
+                    .begin_undo_episode(self.snd_una, prior.0, prior.1);
+            }
+            self.scoreboard.mark_lost_on_timeout(now, self.rtt.srtt());
+            self.flags.set(Flags::LOSS_RECOVERY);
+        } else {
+            // RFC 6582 §3.2 step 4 and RFC 6675 §5.1 without a usable scoreboard: forget
+            // SACK information (RFC 2018 §8) and go back to SND.UNA (RFC 6298 §5.4).
+            self.scoreboard.clear();
+            self.snd_nxt = self.snd_una;
+        }
+        // Leave fast recovery, remembering the highest sequence sent.
         self.recover = self.snd_max;
         self.flags.set(Flags::RECOVER_SET);
         self.flags.clear(Flags::IN_RECOVERY | Flags::REXMIT_HEAD);
-        self.dupacks = 0;
-        self.scoreboard.clear();
-        // §5.4: retransmit the earliest unacknowledged segment (go back to SND.UNA).
-        self.snd_nxt = self.snd_una;
+        if self.flags.has(Flags::LOSS_RECOVERY) {
+            // §5.4: the earliest unacknowledged segment goes out now, whatever the
+            // pipe says (segments sent recently are still counted in flight).
+            self.flags.set(Flags::REXMIT_HEAD);
+        }
         // Karn: a retransmitted segment gives no RTT sample.
         self.rtt_start = None;
         // §5.6: the timer restarts when the retransmission is sent (poll_transmit).

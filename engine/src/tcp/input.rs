@@ -1,12 +1,16 @@
 //! Segment arrival: RFC 9293 §3.10.7 ("SEGMENT ARRIVES") for every state but LISTEN,
 //! with PAWS (RFC 7323 §5), the blind-attack checks of RFC 5961, acknowledgment
-//! processing, loss detection (RFC 5681, RFC 6582, RFC 6675) and data reassembly.
+//! processing, loss detection and recovery (RFC 5681 and RFC 6582 without SACK; with
+//! SACK, RACK-TLP of RFC 8985 over the scoreboard, RFC 6675 pipe, PRR of RFC 6937, undo
+//! of spurious retransmissions from D-SACKs, RFC 3708) and data reassembly (with the
+//! D-SACK reports of RFC 2883).
 //!
 //! Owns nothing: these are methods of [`Connection`]. Replies are not sent from here but
 //! recorded (flags, pending reset) for `poll_transmit`.
 use super::config::MIN_MSS;
 use super::congestion::CongestionControl;
 use super::connection::{Connection, Flags, PendingReset};
+use super::sack::{AckInfo, DUP_THRESH, MIN_PROBE_TIMEOUT, WORST_CASE_DELAYED_ACK};
 use super::seq::SeqNumber;
 use super::state::{Events, State, TcpError};
 use super::timers::TimerKind;
@@ -266,6 +270,7 @@ impl Connection {
                 return Disposition::Accepted;
             }
             if seg.control != Control::Rst {
+                self.note_duplicate(seg);
                 // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. A duplicate with data always gets
                 // it (a sender going back after a timeout learns RCV.NXT from it); an
                 // empty segment only within the challenge-ACK budget, so that two
@@ -386,6 +391,7 @@ impl Connection {
         // Sixth (URG) is not supported: urgent data is delivered in line.
 
         // Seventh: the segment text, trimmed to the window.
+        self.note_duplicate(seg);
         let (text_seq, text) = if zero_window_allowance {
             (seq, &[][..])
         } else {
@@ -415,6 +421,24 @@ impl Connection {
         }
         self.maybe_accept_fin(now);
         Disposition::Accepted
+    }
+
+    /// RFC 2883 §4: text below RCV.NXT was received twice; report it in the first SACK
+    /// block of the next ACK (a D-SACK), so the sender can tell spurious
+    /// retransmissions (RFC 3708).
+    fn note_duplicate(&mut self, seg: &TcpRepr<'_>) {
+        if !self.flags.has(Flags::SACK) || seg.payload.is_empty() {
+            return;
+        }
+        let start = seg.seq_number;
+        if !start.lt(self.rcv_nxt) {
+            return;
+        }
+        let end = (start + seg.payload.len() as u32).min(self.rcv_nxt);
+        // Only what lies within a window below RCV.NXT is a plausible duplicate.
+        if self.rcv_nxt.distance_from(start) <= self.params.recv_buffer {
+            self.assembler.set_dsack(start, end);
+        }
     }
 
     /// The part of `seg`'s payload inside the receive window and the buffer, with its
@@ -540,11 +564,30 @@ impl Connection {
             self.max_snd_wnd = self.max_snd_wnd.max(seg_wnd);
         }
 
-        let new_sack = if self.flags.has(Flags::SACK) {
+        let sack = self.flags.has(Flags::SACK);
+        let prior_una = self.snd_una;
+        let info = if sack && ack.ge(self.snd_una) {
+            // The ACK answers a transmission at `t` or later if it echoes a timestamp
+            // taken then or later (RFC 8985 §6.2 step 2, RFC 7323 §4).
+            let echo = match (self.flags.has(Flags::TS), seg.timestamp) {
+                (true, Some((_, tsecr))) => Some(tsecr),
+                _ => None,
+            };
+            let offset = self.ts_offset;
+            let fin = self
+                .flags
+                .has(Flags::FIN_SENT)
+                .then(|| self.send_data_start() + self.send.len() as u32);
             self.scoreboard
-                .add_blocks(&seg.sack_ranges, ack.max(self.snd_una), self.snd_max)
+                .on_ack(now, ack, &seg.sack_ranges, fin, |t: Instant| match echo {
+                    Some(tsecr) => {
+                        let sent = (t.as_millis() as u32).wrapping_add(offset);
+                        tsecr.wrapping_sub(sent) as i32 >= 0
+                    }
+                    None => true,
+                })
         } else {
-            false
+            AckInfo::default()
         };
 
         if ack.gt(self.snd_una) {
@@ -553,10 +596,14 @@ impl Connection {
             && seg.payload.is_empty()
             && seg.control == Control::None
             && self.snd_max.gt(self.snd_una)
-            && (!window_changed || new_sack)
+            && (!window_changed || info.newly_sacked > 0)
         {
             // RFC 5681 §2 duplicate ACK (RFC 6675 also counts ACKs with new SACK data).
             self.on_dup_ack(now, mss);
+        }
+        if sack && self.state != State::Closed {
+            let has_blocks = seg.sack_ranges[0].is_some();
+            self.sack_loss_recovery(now, ack, prior_una, has_blocks, &info, mss);
         }
     }
 
@@ -583,21 +630,25 @@ impl Connection {
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }
-        self.scoreboard.advance(ack);
-        if self.high_rxt.lt(ack) {
-            self.high_rxt = ack;
-        }
         self.retries = 0;
         if data_acked > 0 && self.send_capacity() > 0 {
             self.events.insert(Events::WRITABLE);
         }
 
+        if self.flags.has(Flags::LOSS_RECOVERY) && ack.ge(self.recover) {
+            // RFC 8985 §6.3 / RFC 6582 §3.2: everything sent before the timeout is
+            // acknowledged; the timeout's recovery is over.
+            self.flags.clear(Flags::LOSS_RECOVERY);
+            self.scoreboard.on_recovery_exit();
+        }
         if self.flags.has(Flags::IN_RECOVERY) {
             if ack.ge(self.recover) {
-                // RFC 6582 §3.2 step 3 / RFC 6675 §5: a full acknowledgment ends recovery.
+                // RFC 6582 §3.2 step 3 / RFC 6675 §5: a full acknowledgment ends recovery
+                // (RFC 6937 §3: cwnd = ssthresh).
                 self.flags.clear(Flags::IN_RECOVERY | Flags::REXMIT_HEAD);
                 self.dupacks = 0;
                 self.cc.on_recovery_exit(now, mss);
+                self.scoreboard.on_recovery_exit();
             } else if !self.flags.has(Flags::SACK) {
                 // RFC 6582 §3.2 step 4, partial acknowledgment: retransmit the next
                 // unacknowledged segment, deflate cwnd by the amount acknowledged and
@@ -627,17 +678,16 @@ impl Connection {
 
     fn on_dup_ack(&mut self, now: Instant, mss: u32) {
         self.dupacks = self.dupacks.saturating_add(1);
-        let sack = self.flags.has(Flags::SACK);
-        if self.flags.has(Flags::IN_RECOVERY) {
-            if !sack {
-                // RFC 5681 §3.2 step 4: inflate cwnd for each further duplicate.
-                self.cc.set_cwnd(self.cc.cwnd().saturating_add(mss));
-            }
+        if self.flags.has(Flags::SACK) {
+            // Loss detection with SACK is RACK's, after the scoreboard took the ACK.
             return;
         }
-        let lost = u32::from(self.dupacks) >= super::sack::DUP_THRESH
-            || (sack && self.scoreboard.is_lost(self.snd_una, mss));
-        if !lost {
+        if self.flags.has(Flags::IN_RECOVERY) {
+            // RFC 5681 §3.2 step 4: inflate cwnd for each further duplicate.
+            self.cc.set_cwnd(self.cc.cwnd().saturating_add(mss));
+            return;
+        }
+        if u32::from(self.dupacks) < DUP_THRESH {
             // RFC 3042 limited transmit is applied by the sender for dupacks 1 and 2.
             return;
         }
@@ -649,13 +699,172 @@ impl Connection {
         self.enter_recovery(now, mss);
     }
 
-    /// RFC 5681 §3.2 steps 2-3, RFC 6582 §3.2 step 2, RFC 6675 §5 (entering recovery).
+    /// Loss recovery of a SACK connection after the scoreboard took an ACK: D-SACK undo
+    /// (RFC 3708), the tail loss probe's outcome (RFC 8985 §7.4), RACK loss detection
+    /// (RFC 8985 §6.2), entering fast recovery, PRR (RFC 6937) and the loss-detection
+    /// timer.
+    fn sack_loss_recovery(
+        &mut self,
+        now: Instant,
+        ack: SeqNumber,
+        prior_una: SeqNumber,
+        has_sack_blocks: bool,
+        info: &AckInfo,
+        mss: u32,
+    ) {
+        if let Some((left, right)) = info.dsack {
+            self.stats.dsacks_received = self.stats.dsacks_received.saturating_add(1);
+            if let Some((cwnd, ssthresh)) = self.scoreboard.on_dsack(left, right) {
+                self.undo_reduction(cwnd, ssthresh);
+            }
+        }
+        let recovering = self.flags.has(Flags::IN_RECOVERY) || self.flags.has(Flags::LOSS_RECOVERY);
+        let bare_dupack = ack == prior_una && info.newly_sacked == 0 && !has_sack_blocks;
+        if self
+            .scoreboard
+            .probe_on_ack(ack, info.dsack.is_some(), bare_dupack)
+            && !recovering
+        {
+            // RFC 8985 §7.4: the probe repaired a loss nothing else detected; respond to
+            // the congestion as a fast recovery would (the reduction without the
+            // episode).
+            let flight = self.snd_max.distance_from(self.snd_una);
+            self.cc.on_congestion_event(now, flight, mss);
+        }
+        let scan = self
+            .scoreboard
+            .detect_losses(now, self.rtt.srtt(), recovering);
+        if !recovering && u32::from(self.dupacks) >= DUP_THRESH && self.scoreboard.lost_bytes() == 0
+        {
+            // RFC 5681 §3.2 / RFC 6675 §5: DupThresh duplicates whose SACK blocks did not
+            // let RACK conclude anything still mean the first segment is lost.
+            self.scoreboard.mark_head_lost();
+        }
+        if !recovering && self.scoreboard.lost_bytes() > 0 {
+            self.enter_recovery(now, mss);
+        }
+        if self.flags.has(Flags::IN_RECOVERY) {
+            // RFC 6937 §3: DeliveredData = change in SND.UNA + change in SACKed bytes.
+            let delivered = ack
+                .distance_from(prior_una)
+                .saturating_add(info.newly_sacked)
+                .saturating_sub(info.sacked_then_acked);
+            let flight = self.snd_max.distance_from(self.snd_una);
+            let pipe = self.scoreboard.pipe(flight);
+            let cwnd = self
+                .scoreboard
+                .prr_cwnd(delivered, pipe, self.cc.ssthresh(), mss);
+            self.cc.set_cwnd(cwnd.max(mss));
+        }
+        self.arm_loss_timer(now, scan.reorder_timeout);
+    }
+
+    /// RFC 3708 detection with the response of RFC 4015 §3: every retransmission of the
+    /// episode was spurious, so restore the window and leave recovery.
+    fn undo_reduction(&mut self, cwnd: u32, ssthresh: u32) {
+        self.cc.undo(cwnd, ssthresh);
+        self.flags
+            .clear(Flags::IN_RECOVERY | Flags::LOSS_RECOVERY | Flags::REXMIT_HEAD);
+        self.dupacks = 0;
+        self.stats.spurious_undos = self.stats.spurious_undos.saturating_add(1);
+    }
+
+    /// The loss-detection timer after an ACK or a transmission: the RACK reordering timer
+    /// if segments wait for it (RFC 8985 §6.2), else the tail loss probe timeout when a
+    /// probe may be sent (RFC 8985 §7.2), else nothing.
+    pub(super) fn arm_loss_timer(&mut self, now: Instant, reorder: Option<Duration>) {
+        if let Some(wait) = reorder {
+            self.timers.set(TimerKind::LossDetection, now + wait);
+            self.flags.clear(Flags::PTO_ARMED);
+            return;
+        }
+        let Some(pto) = self.probe_timeout() else {
+            self.timers.cancel(TimerKind::LossDetection);
+            self.flags.clear(Flags::PTO_ARMED);
+            return;
+        };
+        // §7.2: never later than the RTO would fire (the probe then comes first, and
+        // re-arms the RTO).
+        let at = match self.timers.get(TimerKind::Retransmit) {
+            Some(rto) => (now + pto).min(rto.max(now)),
+            None => now + pto,
+        };
+        self.timers.set(TimerKind::LossDetection, at);
+        self.flags.set(Flags::PTO_ARMED);
+    }
+
+    /// RFC 8985 §7.2 TLP_calc_PTO, when a probe may be scheduled: a SACK connection in
+    /// the open state (not recovering), data in flight, no probe outstanding.
+    pub(super) fn probe_timeout(&self) -> Option<Duration> {
+        let flight = self.snd_max.distance_from(self.snd_una);
+        let may_send = matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        );
+        if !self.flags.has(Flags::SACK)
+            || !may_send
+            || flight == 0
+            || self.flags.has(Flags::IN_RECOVERY)
+            || self.flags.has(Flags::LOSS_RECOVERY)
+            || self.scoreboard.probe_outstanding()
+            || self.scoreboard.lost_bytes() > 0
+        {
+            return None;
+        }
+        let mut pto = match self.rtt.srtt() {
+            Some(srtt) => srtt * 2,
+            None => Duration::from_secs(1),
+        };
+        if flight <= u32::from(self.smss()) {
+            pto += WORST_CASE_DELAYED_ACK;
+        }
+        Some(pto.max(MIN_PROBE_TIMEOUT))
+    }
+
+    /// The loss-detection timer expired: the RACK reordering timer (RFC 8985 §6.2 step 5,
+    /// detect again now) or the probe timeout (§7.3, send a probe).
+    pub(super) fn on_loss_detection_timeout(&mut self, now: Instant) {
+        let mss = u32::from(self.smss());
+        if self.flags.take(Flags::PTO_ARMED) {
+            if self.probe_timeout().is_some() {
+                self.flags.set(Flags::TLP_NOW);
+                self.stats.loss_probes = self.stats.loss_probes.saturating_add(1);
+                // §7.3: after a probe, the RTO is the last resort again, a full RTO
+                // from now.
+                self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
+            }
+            return;
+        }
+        if !self.flags.has(Flags::SACK) {
+            return;
+        }
+        let recovering = self.flags.has(Flags::IN_RECOVERY) || self.flags.has(Flags::LOSS_RECOVERY);
+        let scan = self
+            .scoreboard
+            .detect_losses(now, self.rtt.srtt(), recovering);
+        if !recovering && self.scoreboard.lost_bytes() > 0 {
+            self.enter_recovery(now, mss);
+        }
+        self.arm_loss_timer(now, scan.reorder_timeout);
+    }
+
+    /// RFC 5681 §3.2 steps 2-3, RFC 6582 §3.2 step 2, RFC 6675 §5 (entering recovery),
+    /// RFC 6937 §3 (PRR's initial state).
     fn enter_recovery(&mut self, now: Instant, mss: u32) {
         let flight = self.snd_max.distance_from(self.snd_una);
         self.recover = self.snd_max;
         self.flags
             .set(Flags::RECOVER_SET | Flags::IN_RECOVERY | Flags::REXMIT_HEAD);
-        self.high_rxt = self.snd_una;
+        if self.flags.has(Flags::SACK) {
+            // RFC 3708: remember the window, in case the episode proves spurious.
+            self.scoreboard
+                .begin_undo_episode(self.snd_una, self.cc.cwnd(), self.cc.ssthresh());
+            self.scoreboard.prr_start(flight);
+        }
         self.cc.on_congestion_event(now, flight, mss);
         if !self.flags.has(Flags::SACK) {
             // NewReno: cwnd = ssthresh + 3*SMSS (the three segments that left the network).

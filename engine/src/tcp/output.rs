@@ -1,7 +1,9 @@
 //! Segment output: which segment a connection sends next, one at a time.
 //!
-//! `poll_transmit` decides (reset, SYN, fast retransmit, RFC 6675 NextSeg, new data under
-//! the congestion and peer windows with Nagle and SWS avoidance, FIN, probes, ACKs),
+//! `poll_transmit` decides (reset, SYN, fast retransmit, segments the scoreboard marks
+//! lost (RFC 6675 NextSeg with RACK's marks), tail loss probes (RFC 8985 §7), new data
+//! under the congestion and peer windows with Nagle and SWS avoidance, FIN, window probes,
+//! ACKs with SACK and D-SACK blocks),
 //! commits the decision to the sequence state and timers, and returns a [`Transmit`]: the
 //! header as a [`TcpRepr`] and the payload as up to two slices of the send ring, so the
 //! poll loop writes headers and copies the payload straight into an mbuf.
@@ -82,13 +84,19 @@ struct Plan {
     data_len: usize,
     /// The segment carries options (everything but a RST).
     options: bool,
+    /// The D-SACK block to report first (RFC 2883 §4).
+    dsack: Option<(SeqNumber, SeqNumber)>,
 }
 
 impl Connection {
     /// The next segment to send, if any. Call until `None` after every input, timeout or
     /// application call; each call commits one segment.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit<'_>> {
-        let plan = self.plan(now)?;
+        let mut plan = self.plan(now)?;
+        if plan.options && plan.control != Control::Syn && self.flags.has(Flags::SACK) {
+            // Reported once, in the first segment that carries an acknowledgment.
+            plan.dsack = self.assembler.take_dsack();
+        }
         Some(self.build(now, &plan))
     }
 
@@ -102,6 +110,7 @@ impl Connection {
                 data_offset: 0,
                 data_len: 0,
                 options: false,
+                dsack: None,
             });
         }
         match self.state {
@@ -147,6 +156,7 @@ impl Connection {
             data_offset: 0,
             data_len: 0,
             options: true,
+            dsack: None,
         }
     }
 
@@ -180,6 +190,7 @@ impl Connection {
             data_offset: 0,
             data_len: 0,
             options: true,
+            dsack: None,
         }
     }
 
@@ -220,9 +231,11 @@ impl Connection {
         if self.flags.has(Flags::TS) {
             options += 12;
         }
-        if self.flags.has(Flags::SACK) && !self.assembler.is_empty() {
+        if self.flags.has(Flags::SACK) && (!self.assembler.is_empty() || self.assembler.has_dsack())
+        {
             let room_blocks = if self.flags.has(Flags::TS) { 3 } else { 4 };
-            let blocks = (self.assembler.ranges().len() as u32).min(room_blocks);
+            let held = self.assembler.len() + usize::from(self.assembler.has_dsack());
+            let blocks = (held as u32).min(room_blocks);
             options += 4 + 8 * blocks;
         }
         u32::from(self.snd_mss).saturating_sub(options).max(1)
@@ -244,84 +257,70 @@ impl Connection {
         let data_start = self.send_data_start();
         let data_end = data_start + self.send.len() as u32;
         let fin_queued = self.flags.has(Flags::FIN_QUEUED);
-        let sack_recovery = self.flags.has(Flags::IN_RECOVERY) && self.flags.has(Flags::SACK);
+        let sack = self.flags.has(Flags::SACK);
 
-        // Fast retransmit (RFC 5681 §3.2 step 2, RFC 6675 §5 step 3) or a NewReno partial
-        // ACK (RFC 6582 §3.2 step 4): the first unacknowledged segment, regardless of cwnd.
+        // Fast retransmit (RFC 5681 §3.2 step 2, RFC 6675 §5 step 4.3) or a NewReno
+        // partial ACK (RFC 6582 §3.2 step 4): the first segment presumed lost, regardless
+        // of cwnd.
         if self.flags.take(Flags::REXMIT_HEAD) {
-            let seq = self.snd_una;
-            let mut len = data_end.distance_from(seq).min(limit);
-            if let Some(&(sacked, _)) = self.scoreboard.ranges().first() {
-                len = len.min(sacked.distance_from(seq));
+            if sack {
+                if let Some((start, end)) = self.scoreboard.next_lost() {
+                    return self.retransmit_lost(now, start, end, limit, data_start, data_end);
+                }
+            } else {
+                let seq = self.snd_una;
+                let len = data_end.distance_from(seq).min(limit);
+                let fin = fin_queued && seq + len == data_end && self.flags.has(Flags::FIN_SENT);
+                if len > 0 || fin {
+                    return Some(self.commit_data(now, seq, len, fin, data_start));
+                }
             }
-            let fin = fin_queued && seq + len == data_end && self.flags.has(Flags::FIN_SENT);
-            if len > 0 || fin {
-                self.high_rxt = self.high_rxt.max(seq + len + u32::from(fin));
-                return Some(self.commit_data(now, seq, len, fin, data_start));
+        }
+
+        // RFC 8985 §7.3: a tail loss probe, regardless of cwnd.
+        if sack && self.flags.take(Flags::TLP_NOW) {
+            if let Some(plan) = self.plan_probe(now, limit, data_start, data_end) {
+                return Some(plan);
             }
         }
 
         let mut in_flight = self.snd_nxt.distance_from(self.snd_una);
-        if sack_recovery {
-            // RFC 6675 §5 step (C): while cwnd - pipe >= 1 SMSS, NextSeg.
+        let cwnd = self.cc.cwnd();
+        if sack {
+            // RFC 6675 §4 SetPipe, with RACK's loss marks: what is in the network.
             let pipe = self
                 .scoreboard
-                .pipe(self.snd_una, self.snd_max, self.high_rxt, mss);
-            let cwnd = self.cc.cwnd();
-            if cwnd < pipe.saturating_add(mss) {
+                .pipe(self.snd_max.distance_from(self.snd_una));
+            if self.scoreboard.lost_bytes() > 0 {
+                // RFC 6675 §5 step (C), NextSeg rule 1 before rule 2: lost segments go out
+                // before new data, while cwnd - pipe >= 1 SMSS.
+                if cwnd < pipe.saturating_add(mss) {
+                    return None;
+                }
+                let (start, end) = self.scoreboard.next_lost()?;
+                return self.retransmit_lost(now, start, end, limit, data_start, data_end);
+            }
+            if self.flags.has(Flags::IN_RECOVERY) && cwnd < pipe.saturating_add(mss) {
                 return None;
             }
-            // Rule 1: a lost, not yet retransmitted hole.
-            if let Some((seq, hole)) =
-                self.scoreboard
-                    .next_seg(self.snd_una, self.high_rxt, mss, false)
-            {
-                if let Some(plan) =
-                    self.sack_retransmit(now, seq, hole, limit, data_start, data_end)
-                {
-                    return Some(plan);
-                }
-            }
             in_flight = pipe;
-            // Rule 2 is the new-data path below; rule 3 follows it.
         }
 
-        // Going back after a timeout: skip what the receiver has SACKed since.
-        while self.snd_nxt.lt(self.snd_max) {
-            match self.scoreboard.sacked_until(self.snd_nxt) {
-                Some(end) => self.snd_nxt = end.min(self.snd_max),
-                None => break,
-            }
-        }
         let seq = self.snd_nxt;
-        let mut cwnd = self.cc.cwnd();
-        if !self.flags.has(Flags::IN_RECOVERY) && (1..=2).contains(&self.dupacks) {
-            // RFC 3042 limited transmit: one new segment per duplicate ACK.
+        let mut cwnd = cwnd;
+        if !sack && !self.flags.has(Flags::IN_RECOVERY) && (1..=2).contains(&self.dupacks) {
+            // RFC 3042 limited transmit: one new segment per duplicate ACK (with SACK, the
+            // pipe already leaves out what the receiver holds).
             cwnd = cwnd.saturating_add(u32::from(self.dupacks) * mss);
         }
         let cwnd_room = cwnd.saturating_sub(in_flight);
         let wnd_room = (self.snd_wl2 + self.snd_wnd).distance_from(seq);
         let is_retransmit = seq.lt(self.snd_max);
-        let mut avail = data_end.distance_from(seq);
-        if is_retransmit {
-            // Do not resend bytes the receiver holds.
-            if let Some(sacked) = self.scoreboard.next_sacked_after(seq) {
-                avail = avail.min(sacked.distance_from(seq));
-            }
-        }
+        let avail = data_end.distance_from(seq);
         let len = avail.min(limit).min(cwnd_room).min(wnd_room);
         // The FIN rides on the segment that reaches the end of the data.
         let fin = fin_queued && seq.le(data_end) && seq + len == data_end;
         if len == 0 && !fin {
-            if sack_recovery {
-                // Rule 3: any un-SACKed hole not yet retransmitted.
-                if let Some((seq, hole)) =
-                    self.scoreboard
-                        .next_seg(self.snd_una, self.high_rxt, mss, true)
-                {
-                    return self.sack_retransmit(now, seq, hole, limit, data_start, data_end);
-                }
-            }
             return None;
         }
         if !is_retransmit && !fin && len < limit {
@@ -339,26 +338,65 @@ impl Connection {
         Some(self.commit_data(now, seq, len, fin, data_start))
     }
 
-    fn sack_retransmit(
+    /// Retransmits (the start of) the lost segment `[start, end)` of the scoreboard; a
+    /// FIN is its last sequence number when `end` is past the data.
+    fn retransmit_lost(
         &mut self,
         now: Instant,
-        seq: SeqNumber,
-        hole: u32,
+        start: SeqNumber,
+        end: SeqNumber,
         limit: u32,
         data_start: SeqNumber,
         data_end: SeqNumber,
     ) -> Option<Plan> {
-        let len = hole.min(limit).min(data_end.distance_from(seq));
+        let len = end.min(data_end).distance_from(start).min(limit);
         let fin = self.flags.has(Flags::FIN_QUEUED)
-            && seq + len == data_end
             && self.flags.has(Flags::FIN_SENT)
-            && hole > len;
+            && end.gt(data_end)
+            && start + len == data_end;
         if len == 0 && !fin {
             return None;
         }
-        self.high_rxt = self.high_rxt.max(seq + len + u32::from(fin));
         self.stats.sack_retransmits = self.stats.sack_retransmits.saturating_add(1);
-        Some(self.commit_data(now, seq, len, fin, data_start))
+        Some(self.commit_data(now, start, len, fin, data_start))
+    }
+
+    /// RFC 8985 §7.3: the probe is a new segment if the peer's window allows one, else
+    /// the last segment sent (its last SMSS) again.
+    fn plan_probe(
+        &mut self,
+        now: Instant,
+        limit: u32,
+        data_start: SeqNumber,
+        data_end: SeqNumber,
+    ) -> Option<Plan> {
+        let seq = self.snd_nxt;
+        let avail = data_end.distance_from(seq);
+        let wnd_room = (self.snd_wl2 + self.snd_wnd).distance_from(seq);
+        if avail > 0 && wnd_room > 0 {
+            let len = avail.min(limit).min(wnd_room);
+            let fin = self.flags.has(Flags::FIN_QUEUED) && seq + len == data_end;
+            // Outstanding before it is committed, so that sending it arms no new probe.
+            let end = seq + len + u32::from(fin);
+            self.scoreboard.probe_sent(self.snd_max.max(end), false);
+            return Some(self.commit_data(now, seq, len, fin, data_start));
+        }
+        let (start, end) = self.scoreboard.last_unsacked()?;
+        let data_hi = end.min(data_end);
+        let start = if data_hi.distance_from(start) > limit {
+            data_hi - limit
+        } else {
+            start
+        };
+        let len = data_hi.distance_from(start);
+        let fin = self.flags.has(Flags::FIN_QUEUED)
+            && self.flags.has(Flags::FIN_SENT)
+            && end.gt(data_end);
+        if len == 0 && !fin {
+            return None;
+        }
+        self.scoreboard.probe_sent(self.snd_max, true);
+        Some(self.commit_data(now, start, len, fin, data_start))
     }
 
     /// Commits a data/FIN segment at `seq`: sequence state, RTT timing, timer.
@@ -394,6 +432,20 @@ impl Connection {
         // RFC 6298 §5.1: start the timer if it is not running.
         self.timers
             .set_if_idle(TimerKind::Retransmit, now + self.rtt.rto());
+        if self.flags.has(Flags::SACK) {
+            self.scoreboard.on_transmit(seq, end, now);
+            if self.flags.has(Flags::IN_RECOVERY) {
+                // RFC 6937 §3: prr_out.
+                self.scoreboard.prr_sent(end.distance_from(seq));
+            }
+            // RFC 8985 §7.2: (re)start the probe timeout after sending, unless the
+            // reordering timer is waiting.
+            let reorder_pending =
+                self.timers.is_set(TimerKind::LossDetection) && !self.flags.has(Flags::PTO_ARMED);
+            if !reorder_pending {
+                self.arm_loss_timer(now, None);
+            }
+        }
         let window = self.prepare_ack(now);
         Plan {
             seq,
@@ -403,6 +455,7 @@ impl Connection {
             data_offset: seq.distance_from(data_start) as usize,
             data_len: len as usize,
             options: true,
+            dsack: None,
         }
     }
 
@@ -418,7 +471,7 @@ impl Connection {
             (self.ts_now(now), echo)
         });
         let sack_ranges: SackRanges = if plan.options && !syn && self.flags.has(Flags::SACK) {
-            self.assembler.sack_blocks()
+            self.assembler.sack_blocks(plan.dsack)
         } else {
             [None; 4]
         };

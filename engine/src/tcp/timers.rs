@@ -17,10 +17,16 @@ pub enum TimerKind {
     Keepalive = 3,
     /// TIME-WAIT's 2MSL and the FIN-WAIT-2 timeout.
     Close = 4,
+    /// RFC 8985 loss detection: the RACK reordering timer (§6.2) or the tail loss probe
+    /// timeout (§7.2), whichever the connection armed.
+    LossDetection = 5,
 }
 
 impl TimerKind {
-    pub const ALL: [TimerKind; 5] = [
+    /// Every kind, in the order timers due at the same instant run: a loss probe before
+    /// the retransmission timeout it may replace (RFC 8985 §7.2).
+    pub const ALL: [TimerKind; 6] = [
+        TimerKind::LossDetection,
         TimerKind::Retransmit,
         TimerKind::Persist,
         TimerKind::DelayedAck,
@@ -30,10 +36,10 @@ impl TimerKind {
 }
 
 /// One optional deadline per [`TimerKind`], stored as deadlines plus an "armed" bit each
-/// (half the size of `[Option<Instant>; 5]`; the connection is meant to stay small).
+/// (half the size of `[Option<Instant>; 6]`; the connection is meant to stay small).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timers {
-    deadlines: [Instant; 5],
+    deadlines: [Instant; 6],
     armed: u8,
 }
 

@@ -152,6 +152,14 @@ impl CongestionControl for Cubic {
     fn on_recovery_exit(&mut self, _now: Instant, _mss: u32) {
         self.cwnd = f64::from(self.ssthresh);
     }
+
+    fn undo(&mut self, cwnd: u32, ssthresh: u32) {
+        self.cwnd = self.cwnd.max(f64::from(cwnd));
+        self.ssthresh = self.ssthresh.max(ssthresh);
+        // W_max is the window the spurious event recorded (the one restored); the next
+        // congestion-avoidance epoch starts from there.
+        self.epoch_start = None;
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +238,16 @@ mod tests {
         assert_eq!(c.ssthresh(), 28 * MSS);
         c.on_ack(Instant::ZERO, MSS, MSS, None);
         assert_eq!(c.cwnd(), 2 * MSS);
+    }
+
+    #[test]
+    fn undo_restores_the_window_before_a_spurious_timeout() {
+        // RFC 4015 §3 response to an RFC 3708 detection.
+        let mut c = Cubic::new(MSS);
+        c.set_cwnd(40 * MSS);
+        c.on_retransmit_timeout(Instant::ZERO, 40 * MSS, MSS);
+        c.undo(40 * MSS, u32::MAX);
+        assert_eq!((c.cwnd(), c.ssthresh()), (40 * MSS, u32::MAX));
     }
 
     #[test]

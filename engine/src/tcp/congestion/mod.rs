@@ -44,6 +44,9 @@ pub trait CongestionControl {
     fn on_retransmit_timeout(&mut self, now: Instant, flight_size: u32, mss: u32);
     /// Fast recovery ended with a full acknowledgment.
     fn on_recovery_exit(&mut self, now: Instant, mss: u32);
+    /// The last reduction proved spurious (RFC 3708 detection): restore the window and
+    /// threshold from before it (RFC 4015 §3 response), never lowering either.
+    fn undo(&mut self, cwnd: u32, ssthresh: u32);
 }
 
 /// The algorithm in use, as a value.
@@ -105,6 +108,9 @@ impl CongestionControl for Congestion {
     }
     fn on_recovery_exit(&mut self, now: Instant, mss: u32) {
         self.inner_mut().on_recovery_exit(now, mss)
+    }
+    fn undo(&mut self, cwnd: u32, ssthresh: u32) {
+        self.inner_mut().undo(cwnd, ssthresh)
     }
 }
 

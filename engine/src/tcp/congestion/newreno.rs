@@ -75,6 +75,11 @@ impl CongestionControl for NewReno {
         self.cwnd = self.ssthresh;
         self.bytes_acked = 0;
     }
+
+    fn undo(&mut self, cwnd: u32, ssthresh: u32) {
+        self.cwnd = self.cwnd.max(cwnd);
+        self.ssthresh = self.ssthresh.max(ssthresh);
+    }
 }
 
 #[cfg(test)]
@@ -131,5 +136,17 @@ mod tests {
         c.set_cwnd(7 * MSS);
         c.on_recovery_exit(now, MSS);
         assert_eq!(c.cwnd(), 2 * MSS);
+    }
+
+    #[test]
+    fn undo_restores_and_never_lowers() {
+        // RFC 4015 §3: back to the window before the spurious reduction.
+        let mut c = NewReno::new(MSS);
+        let now = Instant::ZERO;
+        c.on_retransmit_timeout(now, 40 * MSS, MSS);
+        c.undo(40 * MSS, u32::MAX);
+        assert_eq!((c.cwnd(), c.ssthresh()), (40 * MSS, u32::MAX));
+        c.undo(MSS, MSS);
+        assert_eq!(c.cwnd(), 40 * MSS);
     }
 }
