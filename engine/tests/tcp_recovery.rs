@@ -429,3 +429,53 @@ fn lossy_transfers_complete_mostly_without_timeouts() {
         "{timeouts} timeouts, {recoveries} recoveries"
     );
 }
+
+#[test]
+fn spurious_timeout_is_undone_at_once_with_timestamps() {
+    // RFC 3522 §3.2 (Eifel detection): the ACKs were only delayed. The first ACK after
+    // the timeout acknowledges new data and echoes the timestamp of the original
+    // transmission, older than the retransmission's: the timeout was spurious, and the
+    // window is restored at once (RFC 4015 §3), without waiting for a D-SACK.
+    let (mut conn, mut peer) = established_after_rtt(&hand_config(true));
+    let mss = usize::from(conn.smss());
+    conn.send(&vec![3u8; 10 * mss]).unwrap();
+    let first = drain(&mut conn, T0);
+    assert_eq!(first.len(), 10);
+    let (cwnd, ssthresh) = (conn.cwnd(), conn.ssthresh());
+    let mut now = T0;
+    while conn.stats().timeouts == 0 {
+        now = conn.poll_timeout().unwrap();
+        conn.handle_timeout(now);
+        drain(&mut conn, now);
+    }
+    assert_eq!(conn.cwnd(), u32::from(conn.smss()));
+    // The delayed ACK of the original flight echoes its TSval.
+    peer.tsecr = first[9].timestamp.expect("timestamps").0;
+    conn.handle_segment(now + RTT, &ack_with(&peer, end(&first[9]), &[]));
+    assert_eq!(conn.stats().spurious_undos, 1);
+    assert_eq!(conn.ssthresh(), ssthresh);
+    assert!(conn.cwnd() >= cwnd);
+}
+
+#[test]
+fn timeout_answered_by_the_retransmission_is_not_undone() {
+    // The counterpart: the ACK echoes the retransmission's timestamp (the original was
+    // lost), so the reduction stands.
+    let (mut conn, mut peer) = established_after_rtt(&hand_config(true));
+    let mss = usize::from(conn.smss());
+    conn.send(&vec![3u8; 10 * mss]).unwrap();
+    let first = drain(&mut conn, T0);
+    let ssthresh = conn.ssthresh();
+    let mut now = T0;
+    let mut last = vec![];
+    while conn.stats().timeouts == 0 {
+        now = conn.poll_timeout().unwrap();
+        conn.handle_timeout(now);
+        last = drain(&mut conn, now);
+    }
+    assert_eq!(last[0].seq, first[0].seq);
+    peer.tsecr = last[0].timestamp.expect("timestamps").0;
+    conn.handle_segment(now + RTT, &ack_with(&peer, end(&first[0]), &[]));
+    assert_eq!(conn.stats().spurious_undos, 0);
+    assert!(conn.ssthresh() < ssthresh);
+}

@@ -602,6 +602,16 @@ impl Connection {
             self.on_dup_ack(now, mss);
         }
         if sack && self.state != State::Closed {
+            if let (true, true, Some((_, tsecr))) =
+                (ack.gt(prior_una), self.flags.has(Flags::TS), seg.timestamp)
+            {
+                // RFC 3522 §3.2: an ACK of new data for an original transmission during
+                // (or right after) an episode; the response of RFC 4015 §3 restores the
+                // window.
+                if let Some((cwnd, ssthresh)) = self.scoreboard.eifel_check(tsecr) {
+                    self.undo_reduction(cwnd, ssthresh);
+                }
+            }
             let has_blocks = seg.sack_ranges[0].is_some();
             self.sack_loss_recovery(now, ack, prior_una, has_blocks, &info, mss);
         }

@@ -433,6 +433,10 @@ impl Connection {
         self.timers
             .set_if_idle(TimerKind::Retransmit, now + self.rtt.rto());
         if self.flags.has(Flags::SACK) {
+            if is_retransmit && self.flags.has(Flags::TS) {
+                let tsval = self.ts_now(now);
+                self.scoreboard.note_retransmit_tsval(tsval);
+            }
             self.scoreboard.on_transmit(seq, end, now);
             if self.flags.has(Flags::IN_RECOVERY) {
                 // RFC 6937 §3: prr_out.

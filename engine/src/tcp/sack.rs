@@ -115,6 +115,12 @@ struct Undo {
     retransmitted: u32,
     /// At least one retransmission was sent.
     any: bool,
+    /// The timestamp (TSval) of the episode's first retransmission, or of an earlier one
+    /// still outstanding when it began (a probe's), for the Eifel detection of RFC 3522.
+    first_tsval: Option<u32>,
+    /// Eifel detection is off for this episode: retransmissions of unknown timestamp were
+    /// outstanding when it began.
+    no_eifel: bool,
 }
 
 /// Proportional rate reduction state (RFC 6937 §3).
@@ -145,6 +151,9 @@ struct Board {
     undo: Option<Undo>,
     prr: Prr,
     probe: Option<Probe>,
+    /// The TSval of a retransmission sent no later than every retransmission still
+    /// outstanding (reset when nothing is in flight).
+    rexmit_floor: Option<u32>,
 }
 
 /// What one ACK told the scoreboard.
@@ -424,6 +433,7 @@ impl Scoreboard {
         }
         if b.segs.is_empty() {
             b.segs = VecDeque::new();
+            b.rexmit_floor = None;
         }
         info
     }
@@ -590,13 +600,51 @@ impl Scoreboard {
             .filter(|s| s.has(RETRANSMITTED) && !s.has(SACKED))
             .map(Sent::len)
             .sum();
+        if outstanding == 0 {
+            b.rexmit_floor = None;
+        }
         b.undo = Some(Undo {
             marker: snd_una,
             prior_cwnd: cwnd,
             prior_ssthresh: ssthresh,
             retransmitted: outstanding,
             any: outstanding > 0,
+            first_tsval: b.rexmit_floor,
+            no_eifel: outstanding > 0 && b.rexmit_floor.is_none(),
         });
+    }
+
+    /// A retransmission carrying timestamp `tsval` was sent: the first of the episode is
+    /// the reference of the Eifel detection.
+    pub fn note_retransmit_tsval(&mut self, tsval: u32) {
+        let b = self.board_mut();
+        b.rexmit_floor.get_or_insert(tsval);
+        if let Some(undo) = b.undo.as_mut() {
+            if undo.first_tsval.is_none() && !undo.no_eifel {
+                undo.first_tsval = Some(tsval);
+            }
+        }
+    }
+
+    /// RFC 3522 §3.2 (Eifel detection): an ACK of new data that echoes a timestamp older
+    /// than the episode's first retransmission was sent for an original transmission, so
+    /// the episode was spurious. Returns the window before it, as
+    /// [`Scoreboard::on_dsack`] does, and ends the episode.
+    pub fn eifel_check(&mut self, tsecr: u32) -> Option<(u32, u32)> {
+        let b = self.board.as_deref_mut()?;
+        let undo = b.undo.as_ref()?;
+        let first = undo.first_tsval?;
+        if (tsecr.wrapping_sub(first) as i32) >= 0 {
+            return None;
+        }
+        let prior = (undo.prior_cwnd, undo.prior_ssthresh);
+        b.undo = None;
+        for s in b.segs.iter_mut() {
+            s.flags &= !LOST;
+        }
+        b.lost_bytes = 0;
+        b.rack.reordering_seen = true;
+        Some(prior)
     }
 
     /// Ends the undo episode (a new one may begin).
@@ -980,6 +1028,28 @@ mod tests {
         sb.begin_undo_episode(s(500), 1, 1);
         sb.on_transmit(s(500), s(600), ms(30));
         assert_eq!(sb.on_dsack(s(0), s(100)), None);
+    }
+
+    #[test]
+    fn eifel_detects_an_ack_for_the_original() {
+        // RFC 3522 §3.2: the first retransmission carried TSval 500; an ACK echoing 490
+        // answers an original transmission: spurious.
+        let mut sb = ten_sent();
+        sb.begin_undo_episode(s(0), 20 * MSS, 30 * MSS);
+        sb.note_retransmit_tsval(500);
+        sb.note_retransmit_tsval(510);
+        assert_eq!(sb.eifel_check(500), None, "echoes the retransmission");
+        assert_eq!(sb.eifel_check(490), Some((20 * MSS, 30 * MSS)));
+        assert!(!sb.undo_open());
+        // A probe's retransmission from before the episode, still outstanding, is the
+        // reference: the ACK must be older than it.
+        let mut sb = ten_sent();
+        sb.note_retransmit_tsval(480);
+        sb.on_transmit(s(900), s(1000), ms(15));
+        sb.begin_undo_episode(s(0), 1, 1);
+        sb.note_retransmit_tsval(500);
+        assert_eq!(sb.eifel_check(490), None);
+        assert_eq!(sb.eifel_check(470), Some((1, 1)));
     }
 
     #[test]
