@@ -331,7 +331,11 @@ impl Scoreboard {
         // Cumulatively acknowledged records.
         if ack.gt(lo) {
             let ack = ack.min(hi);
-            b.split_at(ack);
+            // Usually the ACK ends at a record boundary: split only a record it cuts.
+            let cut = b.segs.iter().find(|s| s.end.gt(ack));
+            if cut.is_some_and(|s| s.start.lt(ack)) {
+                b.split_at(ack);
+            }
             while let Some(s) = b.segs.front().copied() {
                 if !s.end.le(ack) {
                     break;
@@ -349,16 +353,24 @@ impl Scoreboard {
                 consider(&s, &mut b.rack);
             }
         }
-        // SACK blocks (the D-SACK block aside), lowest first.
-        let mut sorted: SackRanges = *blocks;
-        if info.dsack.is_some() {
-            sorted[0] = None;
-        }
+        // SACK blocks (the D-SACK block aside), lowest first: an insertion sort of at most
+        // four, keyed by the offset from SND.UNA (a total order whatever the peer sent).
         let una = b.segs.front().map(|f| f.start);
-        // Keyed by the offset from SND.UNA (a total order whatever the peer sent).
         let base = una.unwrap_or(ack);
-        sorted.sort_unstable_by_key(|x| x.map_or(u32::MAX, |(l, _)| l.0.wrapping_sub(base.0)));
-        for (left, right) in sorted.into_iter().flatten() {
+        let mut sorted = [(0u32, SeqNumber(0), SeqNumber(0)); 4];
+        let mut n = 0;
+        let skip = usize::from(info.dsack.is_some());
+        for &(left, right) in blocks.iter().skip(skip).flatten() {
+            let key = left.0.wrapping_sub(base.0);
+            let mut i = n;
+            while i > 0 && sorted[i - 1].0 > key {
+                sorted[i] = sorted[i - 1];
+                i -= 1;
+            }
+            sorted[i] = (key, left, right);
+            n += 1;
+        }
+        for &(_, left, right) in &sorted[..n] {
             let Some(una) = una else { break };
             // RFC 2018 §8 / RFC 6675: blocks outside (SND.UNA, SND.MAX] are ignored.
             if !left.lt(right) || !left.ge(una) || right.gt(hi) {
@@ -441,15 +453,14 @@ impl Scoreboard {
     /// RFC 8985 §6.2 step 4: RACK.reo_wnd.
     fn reo_wnd(b: &Board, srtt: Option<Duration>, in_recovery: bool) -> Duration {
         let rack = &b.rack;
-        if !rack.reordering_seen && (in_recovery || b.sacked_segs >= DUP_THRESH) {
-            return Duration::ZERO;
-        }
-        if rack.min_rtt_us == u32::MAX {
-            return Duration::ZERO;
-        }
-        let wnd = u64::from(rack.min_rtt_us) / 4 * u64::from(rack.reo_wnd_mult);
-        let wnd = Duration::from_micros(wnd);
-        srtt.map_or(wnd, |s| wnd.min(s))
+        reo_wnd_of(
+            b.sacked_segs,
+            rack.reordering_seen,
+            rack.min_rtt_us,
+            rack.reo_wnd_mult,
+            srtt,
+            in_recovery,
+        )
     }
 
     /// RFC 8985 §6.2 step 5 (RACK_detect_loss): marks lost every segment sent before the
@@ -468,11 +479,17 @@ impl Scoreboard {
         if !b.rack.has_sample {
             return scan;
         }
-        let reo_wnd = Self::reo_wnd(b, srtt, in_recovery);
         let rack = b.rack;
-        let wait = Duration::from_micros(u64::from(rack.rtt_us)) + reo_wnd;
+        // The reordering window is computed only if a segment needs it.
+        let mut wait = None;
         let mut lost = 0u32;
         let mut timeout = Duration::ZERO;
+        let (sacked_segs, reordering_seen, min_rtt_us, reo_wnd_mult) = (
+            b.sacked_segs,
+            rack.reordering_seen,
+            rack.min_rtt_us,
+            rack.reo_wnd_mult,
+        );
         for s in b.segs.iter_mut() {
             if s.has(SACKED) || s.has(LOST) {
                 continue;
@@ -485,6 +502,17 @@ impl Scoreboard {
                 }
                 continue;
             }
+            let wait = *wait.get_or_insert_with(|| {
+                let reo_wnd = reo_wnd_of(
+                    sacked_segs,
+                    reordering_seen,
+                    min_rtt_us,
+                    reo_wnd_mult,
+                    srtt,
+                    in_recovery,
+                );
+                Duration::from_micros(u64::from(rack.rtt_us)) + reo_wnd
+            });
             let deadline = s.sent_at + wait;
             if deadline <= now {
                 s.flags |= LOST;
@@ -783,6 +811,27 @@ impl Scoreboard {
             }
         }
     }
+}
+
+/// RFC 8985 §6.2 step 4 (RACK_update_reo_wnd's value): zero when no reordering was seen
+/// and the sender is recovering or DupThresh segments are SACKed; else min_RTT / 4 times
+/// the multiplier, at most SRTT.
+fn reo_wnd_of(
+    sacked_segs: u32,
+    reordering_seen: bool,
+    min_rtt_us: u32,
+    mult: u8,
+    srtt: Option<Duration>,
+    in_recovery: bool,
+) -> Duration {
+    if !reordering_seen && (in_recovery || sacked_segs >= DUP_THRESH) {
+        return Duration::ZERO;
+    }
+    if min_rtt_us == u32::MAX {
+        return Duration::ZERO;
+    }
+    let wnd = Duration::from_micros(u64::from(min_rtt_us) / 4 * u64::from(mult));
+    srtt.map_or(wnd, |s| wnd.min(s))
 }
 
 /// RFC 2883 §4: the first SACK block is a D-SACK if it lies at or below the cumulative
