@@ -6,7 +6,9 @@ const MIN: (u32, u32) = (22, 11);
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
-    let out = Command::new("pkg-config").args(["--modversion", "libdpdk"]).output();
+    let out = Command::new("pkg-config")
+        .args(["--modversion", "libdpdk"])
+        .output();
     let version = match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         Ok(_) => fail("libdpdk not found by pkg-config"),
@@ -15,7 +17,10 @@ fn main() {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let v = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if v < MIN {
-        fail(&format!("libdpdk {version} is too old (need >= {}.{})", MIN.0, MIN.1));
+        fail(&format!(
+            "libdpdk {version} is too old (need >= {}.{})",
+            MIN.0, MIN.1
+        ));
     }
 }
 

@@ -15,7 +15,10 @@ fn pkg_config(arg: &str) -> Vec<String> {
         )),
         Err(e) => fail(&format!("cannot run pkg-config: {e}")),
     };
-    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn fail(what: &str) -> ! {
@@ -34,7 +37,11 @@ fn main() {
 
     // The shim: every cflag, in order.
     let mut build = cc::Build::new();
-    build.file("shim/shim.c").include("shim").opt_level(3).warnings(false);
+    build
+        .file("shim/shim.c")
+        .include("shim")
+        .opt_level(3)
+        .warnings(false);
     for f in &cflags {
         build.flag(f);
     }
@@ -94,7 +101,9 @@ fn main() {
     if env::var("DOCS_RS").is_ok() {
         builder = builder.layout_tests(false);
     }
-    let bindings = builder.generate().unwrap_or_else(|e| fail(&format!("bindgen failed: {e}")));
+    let bindings = builder
+        .generate()
+        .unwrap_or_else(|e| fail(&format!("bindgen failed: {e}")));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     bindings
         .write_to_file(out.join("bindings.rs"))

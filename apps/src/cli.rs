@@ -18,7 +18,11 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_FAILURE: i32 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "migratory", version, about = "Kernel-bypass TCP engine on DPDK with live connection migration")]
+#[command(
+    name = "migratory",
+    version,
+    about = "Kernel-bypass TCP engine on DPDK with live connection migration"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -143,7 +147,8 @@ fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
 fn parse_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 32
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(s.to_owned())
     } else {
@@ -212,7 +217,11 @@ fn report_clap_error(e: &clap::Error) -> i32 {
         }
         _ => {
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("error: bad arguments").trim_end();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("error: bad arguments")
+                .trim_end();
             eprintln!("{first} (see `migratory --help`)");
             EXIT_USAGE
         }
@@ -230,11 +239,22 @@ mod tests {
     #[test]
     fn serve_parses_the_contract() {
         let cli = parse(&[
-            "serve", "--ip", "10.1.0.2/24", "--name", "e1", "--idle", "sleep", "--", "-l", "0",
+            "serve",
+            "--ip",
+            "10.1.0.2/24",
+            "--name",
+            "e1",
+            "--idle",
+            "sleep",
+            "--",
+            "-l",
+            "0",
             "--in-memory",
         ])
         .unwrap();
-        let Command::Serve(s) = cli.command else { panic!("not serve") };
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(s.ip.to_string(), "10.1.0.2/24");
         assert_eq!(s.name, "e1");
         assert_eq!(s.idle, IdleArg::Sleep);
@@ -254,7 +274,11 @@ mod tests {
             &["fly"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
-            assert_eq!(run(std::iter::once("migratory").chain(bad.iter().copied())), EXIT_USAGE, "{bad:?}");
+            assert_eq!(
+                run(std::iter::once("migratory").chain(bad.iter().copied())),
+                EXIT_USAGE,
+                "{bad:?}"
+            );
         }
     }
 }

@@ -43,7 +43,9 @@ impl StatsBoard {
     pub fn new(name: &str, cores: usize) -> Arc<StatsBoard> {
         Arc::new(StatsBoard {
             name: name.to_owned(),
-            cores: (0..cores).map(|_| Mutex::new(CoreSnapshot::default())).collect(),
+            cores: (0..cores)
+                .map(|_| Mutex::new(CoreSnapshot::default()))
+                .collect(),
         })
     }
 
@@ -156,14 +158,20 @@ impl ControlServer {
             let _ = std::fs::remove_file(&path);
         }
         let listener = UnixListener::bind(&path).map_err(|e| CtlError::Bind(shown.clone(), e))?;
-        listener.set_nonblocking(true).map_err(|e| CtlError::Bind(shown.clone(), e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| CtlError::Bind(shown.clone(), e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("migratory-ctl".into())
             .spawn(move || serve_loop(listener, board, thread_stop))
             .map_err(|e| CtlError::Bind(shown, e))?;
-        Ok(ControlServer { path, stop, thread: Some(thread) })
+        Ok(ControlServer {
+            path,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -202,7 +210,10 @@ fn answer(stream: UnixStream, board: &StatsBoard) -> std::io::Result<()> {
     BufReader::new((&stream).take(256)).read_line(&mut line)?;
     let reply = match line.trim() {
         "stats" => board.to_json(),
-        other => format!("{{\"error\":{}}}", serde_json::Value::String(format!("unknown command {other:?}; try: stats"))),
+        other => format!(
+            "{{\"error\":{}}}",
+            serde_json::Value::String(format!("unknown command {other:?}; try: stats"))
+        ),
     };
     let mut w = &stream;
     w.write_all(reply.as_bytes())?;
@@ -219,11 +230,18 @@ pub fn request(dir: &Path, name: &str, command: &str) -> Result<serde_json::Valu
         }
         _ => CtlError::Io(shown.clone(), e),
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| CtlError::Io(shown.clone(), e))?;
-    stream.write_all(format!("{command}\n").as_bytes()).map_err(|e| CtlError::Io(shown.clone(), e))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| CtlError::Io(shown.clone(), e))?;
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .map_err(|e| CtlError::Io(shown.clone(), e))?;
     let mut text = String::new();
-    stream.read_to_string(&mut text).map_err(|e| CtlError::Io(shown.clone(), e))?;
-    serde_json::from_str(text.trim()).map_err(|_| CtlError::BadAnswer(text.trim().chars().take(200).collect()))
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| CtlError::Io(shown.clone(), e))?;
+    serde_json::from_str(text.trim())
+        .map_err(|_| CtlError::BadAnswer(text.trim().chars().take(200).collect()))
 }
 
 /// Renders a `stats` answer for people: one line per non-zero total counter, then the
@@ -231,7 +249,10 @@ pub fn request(dir: &Path, name: &str, command: &str) -> Result<serde_json::Valu
 pub fn render_stats(v: &serde_json::Value) -> String {
     let mut out = String::new();
     let name = v.get("engine").and_then(|n| n.as_str()).unwrap_or("?");
-    let cores = v.get("cores").and_then(|c| c.as_array()).map_or(0, Vec::len);
+    let cores = v
+        .get("cores")
+        .and_then(|c| c.as_array())
+        .map_or(0, Vec::len);
     out.push_str(&format!("engine {name}: {cores} core(s)\n"));
     if let Some(total) = v.get("total").and_then(|t| t.as_object()) {
         for (k, val) in total {
@@ -263,7 +284,10 @@ mod tests {
         });
         let server = ControlServer::start(&dir, Arc::clone(&board)).unwrap();
         // A second engine of the same name is refused while the first runs.
-        assert!(matches!(ControlServer::start(&dir, StatsBoard::new("t1", 1)), Err(CtlError::AlreadyRunning(..))));
+        assert!(matches!(
+            ControlServer::start(&dir, StatsBoard::new("t1", 1)),
+            Err(CtlError::AlreadyRunning(..))
+        ));
         let v = request(&dir, "t1", "stats").unwrap();
         assert_eq!(v["total"]["rx_packets"], 12);
         assert_eq!(v["total"]["connections_established"], 3);
@@ -273,7 +297,10 @@ mod tests {
         assert!(bad["error"].as_str().unwrap().contains("unknown command"));
         drop(server);
         assert!(!socket_path(&dir, "t1").exists());
-        assert!(matches!(request(&dir, "t1", "stats"), Err(CtlError::NotRunning(..))));
+        assert!(matches!(
+            request(&dir, "t1", "stats"),
+            Err(CtlError::NotRunning(..))
+        ));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -74,7 +74,15 @@ impl<'p> DpdkQueue<'p> {
         }
         // An eighth of what the pool held at start-up (the rx rings already took theirs).
         let low_water = pool.available() / 8;
-        Ok(DpdkQueue { port, queue, pool, mac, mtu, interrupts, low_water })
+        Ok(DpdkQueue {
+            port,
+            queue,
+            pool,
+            mac,
+            mtu,
+            interrupts,
+            low_water,
+        })
     }
 }
 
@@ -121,7 +129,9 @@ impl Port for DpdkQueue<'_> {
     }
 
     fn wait_rx(&mut self, timeout: Duration) -> bool {
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX).max(1);
+        let ms = i32::try_from(timeout.as_millis())
+            .unwrap_or(i32::MAX)
+            .max(1);
         self.port.rx_intr_wait(self.queue, ms).is_ok()
     }
 }

@@ -25,7 +25,11 @@ pub fn tap_names(eal: &EalArgs) -> Vec<String> {
     eal.values("--vdev")
         .into_iter()
         .filter(|v| v.starts_with("net_tap"))
-        .filter_map(|v| v.split(',').find_map(|kv| kv.strip_prefix("iface=")).map(str::to_owned))
+        .filter_map(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("iface="))
+                .map(str::to_owned)
+        })
         .collect()
 }
 
@@ -35,7 +39,9 @@ pub fn check_taps(eal: &EalArgs, sys_class_net: &Path) -> Result<(), PreflightEr
     for name in tap_names(eal) {
         let valid = !name.is_empty()
             && name.len() <= 15
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !valid {
             return Err(PreflightError::BadTapName(name));
         }
@@ -66,7 +72,9 @@ pub fn check_hugepages(eal: &EalArgs, meminfo: &str, mounts: &str) -> Result<(),
     if free_hugepages(meminfo) == 0 {
         return Err(PreflightError::NoHugepages);
     }
-    let mounted = mounts.lines().any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"));
+    let mounted = mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"));
     if !eal.has("--in-memory") && !mounted {
         return Err(PreflightError::NoHugetlbfs);
     }
@@ -87,7 +95,12 @@ mod tests {
 
     #[test]
     fn finds_tap_names() {
-        let eal = EalArgs::new(["--vdev=net_tap0,iface=mg0", "--vdev", "net_memif0,role=server", "--vdev=net_tap1"]);
+        let eal = EalArgs::new([
+            "--vdev=net_tap0,iface=mg0",
+            "--vdev",
+            "net_memif0,role=server",
+            "--vdev=net_tap1",
+        ]);
         assert_eq!(tap_names(&eal), vec!["mg0".to_string()]);
     }
 
@@ -96,11 +109,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mg-sysnet-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("busy0")).unwrap();
         let busy = EalArgs::new(["--vdev=net_tap0,iface=busy0"]);
-        assert_eq!(check_taps(&busy, &dir), Err(PreflightError::TapInUse("busy0".into())));
+        assert_eq!(
+            check_taps(&busy, &dir),
+            Err(PreflightError::TapInUse("busy0".into()))
+        );
         let free = EalArgs::new(["--vdev=net_tap0,iface=free0"]);
         assert_eq!(check_taps(&free, &dir), Ok(()));
         let bad = EalArgs::new(["--vdev=net_tap0,iface=a/b"]);
-        assert_eq!(check_taps(&bad, &dir), Err(PreflightError::BadTapName("a/b".into())));
+        assert_eq!(
+            check_taps(&bad, &dir),
+            Err(PreflightError::BadTapName("a/b".into()))
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -110,14 +129,23 @@ mod tests {
         let some = "HugePages_Total:     512\nHugePages_Free:      500\n";
         let mounted = "nodev /dev/hugepages hugetlbfs rw 0 0\n";
         let huge = EalArgs::new(["-l", "0"]);
-        assert_eq!(check_hugepages(&huge, none, mounted), Err(PreflightError::NoHugepages));
-        assert_eq!(check_hugepages(&huge, some, ""), Err(PreflightError::NoHugetlbfs));
+        assert_eq!(
+            check_hugepages(&huge, none, mounted),
+            Err(PreflightError::NoHugepages)
+        );
+        assert_eq!(
+            check_hugepages(&huge, some, ""),
+            Err(PreflightError::NoHugetlbfs)
+        );
         assert_eq!(check_hugepages(&huge, some, mounted), Ok(()));
         let mem = EalArgs::new(["--in-memory"]);
         assert_eq!(check_hugepages(&mem, some, ""), Ok(()));
         let nohuge = EalArgs::new(["--no-huge", "--file-prefix=x"]);
         assert_eq!(check_hugepages(&nohuge, none, ""), Ok(()));
         let both = EalArgs::new(["--no-huge", "--in-memory"]);
-        assert_eq!(check_hugepages(&both, none, ""), Err(PreflightError::NoHugeInMemory));
+        assert_eq!(
+            check_hugepages(&both, none, ""),
+            Err(PreflightError::NoHugeInMemory)
+        );
     }
 }

@@ -87,7 +87,11 @@ pub fn serve(args: &ServeArgs) -> i32 {
 
     let eal = match Eal::init(&eal_args) {
         Ok(eal) => eal,
-        Err(e) => return usage_error(format_args!("DPDK EAL init failed: {e} (see the EAL messages above)")),
+        Err(e) => {
+            return usage_error(format_args!(
+                "DPDK EAL init failed: {e} (see the EAL messages above)"
+            ))
+        }
     };
     let code = run(args, &eal, &stop, &board, &factory, fault);
     drop(control);
@@ -146,14 +150,25 @@ fn run(
     };
 
     let mbufs = (MBUFS_PER_CORE * u32::from(cores)).next_power_of_two() - 1;
-    let pool = match Mempool::new(&format!("mg_pool_{port_id}"), mbufs, POOL_CACHE, Mempool::DEFAULT_DATA_ROOM, eal.socket_id()) {
+    let pool = match Mempool::new(
+        &format!("mg_pool_{port_id}"),
+        mbufs,
+        POOL_CACHE,
+        Mempool::DEFAULT_DATA_ROOM,
+        eal.socket_id(),
+    ) {
         Ok(p) => p,
         Err(e) => return usage_error(format_args!("cannot create the mbuf pool: {e}")),
     };
 
     let mut idle: IdleStrategy = args.idle.into();
     let want_intr = idle == IdleStrategy::Interrupt;
-    let mut conf = PortConfig { rx_queues: cores, tx_queues: cores, rx_interrupts: want_intr, ..PortConfig::default() };
+    let mut conf = PortConfig {
+        rx_queues: cores,
+        tx_queues: cores,
+        rx_interrupts: want_intr,
+        ..PortConfig::default()
+    };
     let mut port = match Port::configure(port_id, &conf, &pool) {
         Ok(p) => p,
         Err(e) if want_intr => {
@@ -162,10 +177,18 @@ fn run(
             conf.rx_interrupts = false;
             match Port::configure(port_id, &conf, &pool) {
                 Ok(p) => p,
-                Err(e) => return usage_error(format_args!("cannot configure port {port_id} with {cores} queue pair(s): {e}")),
+                Err(e) => {
+                    return usage_error(format_args!(
+                        "cannot configure port {port_id} with {cores} queue pair(s): {e}"
+                    ))
+                }
             }
         }
-        Err(e) => return usage_error(format_args!("cannot configure port {port_id} with {cores} queue pair(s): {e}")),
+        Err(e) => {
+            return usage_error(format_args!(
+                "cannot configure port {port_id} with {cores} queue pair(s): {e}"
+            ))
+        }
     };
     if let Err(e) = port.start() {
         return usage_error(format_args!("cannot start port {port_id}: {e}"));
@@ -253,7 +276,10 @@ fn run(
     let leaked = pool.in_use();
     println!("migratory: stopped; counters:");
     let totals = board.totals();
-    for (name, value) in totals.iter().filter(|&&(n, v)| v != 0 && n != "mbufs_in_use") {
+    for (name, value) in totals
+        .iter()
+        .filter(|&&(n, v)| v != 0 && n != "mbufs_in_use")
+    {
         println!("  {name}: {value}");
     }
     if let Some(p) = port_stats {
@@ -306,14 +332,26 @@ fn run_core(spec: &CoreSpec, index: usize, lcore: u32, endpoint: MeshEndpoint<Mb
     let app = spec.factory.make();
     match &spec.fault {
         Some(f) => match FaultyPort::new(queue, clock, f.clone()) {
-            Ok(port) => drive(Engine::with_app(port, stack, app, steer), spec, index, lcore, &clock),
+            Ok(port) => drive(
+                Engine::with_app(port, stack, app, steer),
+                spec,
+                index,
+                lcore,
+                &clock,
+            ),
             Err(e) => {
                 eprintln!("migratory: core {index}: bad fault configuration: {e}");
                 spec.stop.store(true, Ordering::Release);
                 EXIT_FAILURE
             }
         },
-        None => drive(Engine::with_app(queue, stack, app, steer), spec, index, lcore, &clock),
+        None => drive(
+            Engine::with_app(queue, stack, app, steer),
+            spec,
+            index,
+            lcore,
+            &clock,
+        ),
     }
 }
 
@@ -390,7 +428,9 @@ fn random_u64() -> u64 {
         Ok(()) => u64::from_le_bytes(b),
         Err(e) => {
             eprintln!("migratory: /dev/urandom unreadable ({e}); hash keys seeded from the clock");
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
         }
     }
 }

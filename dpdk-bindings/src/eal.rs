@@ -21,7 +21,9 @@ impl EalArgs {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        EalArgs { args: args.into_iter().map(Into::into).collect() }
+        EalArgs {
+            args: args.into_iter().map(Into::into).collect(),
+        }
     }
 
     pub fn as_slice(&self) -> &[String] {
@@ -193,7 +195,14 @@ mod tests {
 
     #[test]
     fn parses_option_values() {
-        let a = EalArgs::new(["-l", "0", "--vdev=net_tap0,iface=t0", "--vdev", "net_tap1", "--in-memory"]);
+        let a = EalArgs::new([
+            "-l",
+            "0",
+            "--vdev=net_tap0,iface=t0",
+            "--vdev",
+            "net_tap1",
+            "--in-memory",
+        ]);
         assert_eq!(a.values("--vdev"), vec!["net_tap0,iface=t0", "net_tap1"]);
         assert!(a.has_private_prefix());
         assert!(a.needs_hugepages());

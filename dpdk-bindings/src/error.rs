@@ -32,7 +32,9 @@ pub type Result<T> = std::result::Result<T, DpdkError>;
 pub fn strerror(errno: i32) -> String {
     // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated
     // buffer that stays valid until the next call on this thread; we copy it at once.
-    unsafe { CStr::from_ptr(ffi::rte_strerror(errno)) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(ffi::rte_strerror(errno)) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The calling thread's `rte_errno`.
@@ -44,12 +46,18 @@ pub fn rte_errno() -> i32 {
 impl DpdkError {
     /// An error from a call that returned a negative errno.
     pub fn from_ret(op: &'static str, ret: i32) -> DpdkError {
-        DpdkError::Call { op, errno: ret.abs() }
+        DpdkError::Call {
+            op,
+            errno: ret.abs(),
+        }
     }
 
     /// An error from a call that signals failure and sets `rte_errno`.
     pub fn from_rte_errno(op: &'static str) -> DpdkError {
-        DpdkError::Call { op, errno: rte_errno() }
+        DpdkError::Call {
+            op,
+            errno: rte_errno(),
+        }
     }
 
     /// The errno, when the failure came from DPDK.

@@ -30,12 +30,14 @@ mod port;
 pub use eal::{Eal, EalArgs, Lcore};
 pub use error::{DpdkError, Result};
 pub use mbuf::{Mbuf, Mempool};
-pub use port::{LinkStatus, Port, PortConfig, PortInfo, PortStats, MbufOwner, MAX_BURST};
+pub use port::{LinkStatus, MbufOwner, Port, PortConfig, PortInfo, PortStats, MAX_BURST};
 
 /// The DPDK version string of the linked library, e.g. "DPDK 22.11.11".
 pub fn version() -> String {
     // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
-    unsafe { std::ffi::CStr::from_ptr(ffi::mgr_version()) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(ffi::mgr_version()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The TSC counter of this core.

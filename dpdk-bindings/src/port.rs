@@ -164,9 +164,8 @@ impl Port {
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
         // SAFETY: conf is a valid, zero-initialised configuration that outlives the call.
-        let ret = unsafe {
-            ffi::rte_eth_dev_configure(id, config.rx_queues, config.tx_queues, &conf)
-        };
+        let ret =
+            unsafe { ffi::rte_eth_dev_configure(id, config.rx_queues, config.tx_queues, &conf) };
         check("rte_eth_dev_configure", ret)?;
         // SAFETY: the port is valid (configure succeeded).
         let socket = unsafe { ffi::rte_eth_dev_socket_id(id) };
@@ -184,7 +183,8 @@ impl Port {
             let mut txconf = info.default_txconf;
             txconf.offloads = 0;
             // SAFETY: valid port, queue index within the configured count, valid txconf.
-            let ret = unsafe { ffi::rte_eth_tx_queue_setup(id, q, config.tx_desc, socket, &txconf) };
+            let ret =
+                unsafe { ffi::rte_eth_tx_queue_setup(id, q, config.tx_desc, socket, &txconf) };
             check("rte_eth_tx_queue_setup", ret)?;
         }
         if let Some(mtu) = config.mtu {
@@ -221,7 +221,9 @@ impl Port {
             String::new()
         } else {
             // SAFETY: driver_name points at the driver's static name string.
-            unsafe { CStr::from_ptr(i.driver_name) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(i.driver_name) }
+                .to_string_lossy()
+                .into_owned()
         };
         Ok(PortInfo {
             driver,
@@ -243,7 +245,9 @@ impl Port {
         let ret = unsafe { ffi::rte_eth_dev_get_name_by_port(self.id, buf.as_mut_ptr()) };
         check("rte_eth_dev_get_name_by_port", ret)?;
         // SAFETY: DPDK wrote a NUL-terminated string into buf.
-        Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+        Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned())
     }
 
     pub fn start(&mut self) -> Result<()> {
@@ -382,7 +386,9 @@ impl Port {
         let mut ev = MaybeUninit::<ffi::rte_epoll_event>::zeroed();
         // SAFETY: ev is writable room for one event; the per-thread epoll instance exists
         // once rx_intr_register ran on this thread (otherwise DPDK returns an error).
-        let n = unsafe { ffi::rte_epoll_wait(ffi::mgr_epoll_per_thread(), ev.as_mut_ptr(), 1, timeout_ms) };
+        let n = unsafe {
+            ffi::rte_epoll_wait(ffi::mgr_epoll_per_thread(), ev.as_mut_ptr(), 1, timeout_ms)
+        };
         // SAFETY: as for enable.
         unsafe { ffi::rte_eth_dev_rx_intr_disable(self.id, queue) };
         if n < 0 {
@@ -390,7 +396,10 @@ impl Port {
             if errno == libc::EINTR || errno == 0 {
                 return Ok(false);
             }
-            return Err(DpdkError::Call { op: "rte_epoll_wait", errno });
+            return Err(DpdkError::Call {
+                op: "rte_epoll_wait",
+                errno,
+            });
         }
         Ok(n > 0)
     }

@@ -40,7 +40,10 @@ fn eal_mempool_port_lifecycle() {
     assert_eq!(pool.in_use(), 0);
 
     let id = Port::by_name("net_ring0").expect("port by name");
-    assert!(matches!(Port::by_name("net_nope9"), Err(DpdkError::NoSuchPort(_))));
+    assert!(matches!(
+        Port::by_name("net_nope9"),
+        Err(DpdkError::NoSuchPort(_))
+    ));
     assert_eq!(Port::ids(), vec![id]);
     let mut port = Port::configure(id, &PortConfig::default(), &pool).expect("configure");
     port.start().expect("start");
@@ -80,9 +83,15 @@ fn eal_mempool_port_lifecycle() {
     // A job on a worker lcore runs there and returns its code; a panic comes back as -1.
     let workers = eal.workers();
     assert_eq!(workers.len(), 1, "lcores {:?}", eal.lcores());
-    let lcore = eal.launch(workers[0], || dpdk_sys::lcore_id().map_or(-2, |id| id as i32)).expect("launch");
+    let lcore = eal
+        .launch(workers[0], || {
+            dpdk_sys::lcore_id().map_or(-2, |id| id as i32)
+        })
+        .expect("launch");
     assert_eq!(lcore.join(), workers[0] as i32);
-    let lcore = eal.launch(workers[0], || panic!("job panics")).expect("launch");
+    let lcore = eal
+        .launch(workers[0], || panic!("job panics"))
+        .expect("launch");
     assert_eq!(lcore.join(), -1);
 
     port.stop().expect("stop");

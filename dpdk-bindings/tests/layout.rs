@@ -9,8 +9,16 @@ fn rte_mbuf_layout_matches_c() {
     let mut c = ffi::mgr_mbuf_layout::default();
     // SAFETY: the shim only writes sizeof/offsetof values into `c`.
     unsafe { ffi::mgr_mbuf_layout(&mut c) };
-    assert_eq!(size_of::<ffi::rte_mbuf>(), c.size, "sizeof(struct rte_mbuf)");
-    assert_eq!(align_of::<ffi::rte_mbuf>(), c.align, "alignof(struct rte_mbuf)");
+    assert_eq!(
+        size_of::<ffi::rte_mbuf>(),
+        c.size,
+        "sizeof(struct rte_mbuf)"
+    );
+    assert_eq!(
+        align_of::<ffi::rte_mbuf>(),
+        c.align,
+        "alignof(struct rte_mbuf)"
+    );
     assert_eq!(offset_of!(ffi::rte_mbuf, buf_addr), c.buf_addr, "buf_addr");
     assert_eq!(offset_of!(ffi::rte_mbuf, data_off), c.data_off, "data_off");
     assert_eq!(offset_of!(ffi::rte_mbuf, refcnt), c.refcnt, "refcnt");

@@ -75,7 +75,10 @@ impl App for Client {
                 });
                 if self.echoed.len() >= self.message.len() && !self.closed {
                     self.closed = true;
-                    assert!(self.echoed == self.message, "the echo differs from what was sent");
+                    assert!(
+                        self.echoed == self.message,
+                        "the echo differs from what was sent"
+                    );
                     println!("client: the echo is byte-exact; closing");
                     let _ = cx.close(conn);
                 }
@@ -89,18 +92,43 @@ impl App for Client {
 fn main() {
     let message: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut net: Network<EngineHost<Box<dyn App>>> = Network::new(42);
-    net.set_faults(Faults::none().with_delay(Duration::from_micros(200), Duration::ZERO).with_loss(0.02))
-        .expect("valid faults");
+    net.set_faults(
+        Faults::none()
+            .with_delay(Duration::from_micros(200), Duration::ZERO)
+            .with_loss(0.02),
+    )
+    .expect("valid faults");
     let server = net
-        .add_host(engine_host(1, StackConfig::default(), 1, Box::new(Echo::default()) as Box<dyn App>, &[2]))
+        .add_host(engine_host(
+            1,
+            StackConfig::default(),
+            1,
+            Box::new(Echo::default()) as Box<dyn App>,
+            &[2],
+        ))
         .expect("server host");
-    let client_app = Client { message: message.clone(), sent: 0, echoed: Vec::new(), closed: false };
+    let client_app = Client {
+        message: message.clone(),
+        sent: 0,
+        echoed: Vec::new(),
+        closed: false,
+    };
     let client = net
-        .add_host(engine_host(2, StackConfig::default(), 2, Box::new(client_app) as Box<dyn App>, &[1]))
+        .add_host(engine_host(
+            2,
+            StackConfig::default(),
+            2,
+            Box::new(client_app) as Box<dyn App>,
+            &[1],
+        ))
         .expect("client host");
 
     let t0 = Instant::ZERO;
-    net.host_mut(server).expect("server").driver_mut().with_ctx(t0, |_, cx| cx.listen(7)).expect("listen");
+    net.host_mut(server)
+        .expect("server")
+        .driver_mut()
+        .with_ctx(t0, |_, cx| cx.listen(7))
+        .expect("listen");
     net.host_mut(client)
         .expect("client")
         .driver_mut()
@@ -109,7 +137,10 @@ fn main() {
 
     let stats = net
         .run_until(
-            |n| n.hosts().all(|(_, h)| h.driver().stack().connection_count() == 0),
+            |n| {
+                n.hosts()
+                    .all(|(_, h)| h.driver().stack().connection_count() == 0)
+            },
             Instant::from_millis(60_000),
         )
         .expect("the exchange finishes within 60 virtual seconds");

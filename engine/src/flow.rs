@@ -15,7 +15,10 @@ impl FourTuple {
 
     /// The same flow seen from the other end.
     pub const fn reversed(self) -> Self {
-        FourTuple { local: self.remote, remote: self.local }
+        FourTuple {
+            local: self.remote,
+            remote: self.local,
+        }
     }
 
     pub fn local_ip(&self) -> Ipv4Addr {

@@ -205,7 +205,11 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
 
     /// Runs `f` with the application and a context on the stack (to listen, connect, or
     /// write from outside an event), then sends what it queued.
-    pub fn with_ctx<T>(&mut self, now: Instant, f: impl FnOnce(&mut A, &mut crate::stack::Ctx<'_>) -> T) -> T {
+    pub fn with_ctx<T>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut A, &mut crate::stack::Ctx<'_>) -> T,
+    ) -> T {
         let r = {
             let mut cx = crate::stack::Ctx::new(&mut self.stack, now);
             f(&mut self.app, &mut cx)
@@ -307,7 +311,8 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     /// Collects every pending segment and sends it with the replies.
     fn transmit(&mut self, now: Instant) {
         let port = &mut self.port;
-        self.stack.transmit(now, &mut |len| port.alloc(len), &mut self.tx);
+        self.stack
+            .transmit(now, &mut |len| port.alloc(len), &mut self.tx);
         self.flush_tx();
     }
 

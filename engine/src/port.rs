@@ -85,7 +85,10 @@ impl VecFrame {
     pub const DEFAULT_CAPACITY: usize = 2048;
 
     pub fn new(len: usize) -> VecFrame {
-        VecFrame { buf: vec![0; len.max(Self::DEFAULT_CAPACITY)], len }
+        VecFrame {
+            buf: vec![0; len.max(Self::DEFAULT_CAPACITY)],
+            len,
+        }
     }
 
     pub fn from_bytes(bytes: &[u8]) -> VecFrame {

@@ -6,7 +6,9 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use engine::iface::{IfaceConfig, Interface};
-use engine::poll::{Engine, IdleStrategy, BURST_SIZE, INTERRUPT_WAIT, RX_BURSTS_PER_POLL, TX_ATTEMPTS};
+use engine::poll::{
+    Engine, IdleStrategy, BURST_SIZE, INTERRUPT_WAIT, RX_BURSTS_PER_POLL, TX_ATTEMPTS,
+};
 use engine::port::{Frame, IdleSupport, Port, VecFrame};
 use engine::stats::DropReason;
 use engine::time::{Clock, Duration, Instant};
@@ -225,7 +227,10 @@ fn polls_take_a_bounded_number_of_bursts() {
         port.rx.push_back(ping(seq));
     }
     let mut engine = engine(port);
-    assert_eq!(engine.poll_once(Instant::ZERO), RX_BURSTS_PER_POLL * BURST_SIZE);
+    assert_eq!(
+        engine.poll_once(Instant::ZERO),
+        RX_BURSTS_PER_POLL * BURST_SIZE
+    );
     assert_eq!(engine.port().sent.len(), RX_BURSTS_PER_POLL * BURST_SIZE);
     assert_eq!(engine.poll_once(Instant::ZERO), 8);
     let seqs: Vec<u16> = engine

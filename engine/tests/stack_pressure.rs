@@ -62,37 +62,73 @@ fn syn(src_port: u16) -> VecFrame {
         max_seg_size: Some(1460),
         ..TcpRepr::default()
     };
-    let ip = Ipv4Repr { src_addr: PEER_IP, dst_addr: OUR_IP, next_header: IpProtocol::Tcp, payload_len: tcp.buffer_len(), hop_limit: 64 };
+    let ip = Ipv4Repr {
+        src_addr: PEER_IP,
+        dst_addr: OUR_IP,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
     let mut frame = VecFrame::new(14 + 20 + tcp.buffer_len());
     let buf = frame.data_mut();
-    EthernetRepr { src_addr: PEER_MAC, dst_addr: OUR_MAC, ethertype: EthernetProtocol::Ipv4 }
-        .emit(&mut EthernetFrame::new_unchecked(&mut *buf));
+    EthernetRepr {
+        src_addr: PEER_MAC,
+        dst_addr: OUR_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut *buf));
     ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[14..]), &caps);
-    tcp.emit(&mut TcpPacket::new_unchecked(&mut buf[34..]), PEER_IP, OUR_IP, &caps).expect("room for the SYN");
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(&mut buf[34..]),
+        PEER_IP,
+        OUR_IP,
+        &caps,
+    )
+    .expect("room for the SYN");
     frame
 }
 
 fn is_syn_ack(frame: &VecFrame) -> bool {
     let p = TcpPacket::new_checked(&frame.data()[34..]).expect("tcp");
-    TcpRepr::parse(&p, OUR_IP, PEER_IP, &ChecksumCaps::default()).is_ok_and(|r| r.control == Control::Syn && r.ack_number.is_some())
+    TcpRepr::parse(&p, OUR_IP, PEER_IP, &ChecksumCaps::default())
+        .is_ok_and(|r| r.control == Control::Syn && r.ack_number.is_some())
 }
 
 #[test]
 fn syns_are_refused_while_buffers_are_low() {
-    let iface = Interface::new(IfaceConfig::new(OUR_MAC, Ipv4Cidr::new(OUR_IP, 24).unwrap()));
+    let iface = Interface::new(IfaceConfig::new(
+        OUR_MAC,
+        Ipv4Cidr::new(OUR_IP, 24).unwrap(),
+    ));
     let stack = Stack::new(iface, StackConfig::default(), StackKeys::from_seed(1));
-    let mut engine = Engine::with_app(LowPort { low: true, ..LowPort::default() }, stack, NoApp, NoSteer);
-    engine.with_ctx(Instant::ZERO, |_, cx| cx.listen(80)).unwrap();
+    let mut engine = Engine::with_app(
+        LowPort {
+            low: true,
+            ..LowPort::default()
+        },
+        stack,
+        NoApp,
+        NoSteer,
+    );
+    engine
+        .with_ctx(Instant::ZERO, |_, cx| cx.listen(80))
+        .unwrap();
 
     engine.port_mut().rx.push_back(syn(5000));
     engine.poll_once(Instant::from_millis(1));
-    assert!(engine.port().sent.iter().all(|f| !is_syn_ack(f)), "no SYN-ACK while low");
+    assert!(
+        engine.port().sent.iter().all(|f| !is_syn_ack(f)),
+        "no SYN-ACK while low"
+    );
     assert_eq!(engine.stack().tcp_counters().syn_dropped_low_buffers, 1);
 
     // Buffers are back: the pressure check (every millisecond) lets the next SYN in.
     engine.port_mut().low = false;
     engine.port_mut().rx.push_back(syn(5001));
     engine.poll_once(Instant::from_millis(3));
-    assert!(engine.port().sent.iter().any(is_syn_ack), "SYN-ACK once buffers recover");
+    assert!(
+        engine.port().sent.iter().any(is_syn_ack),
+        "SYN-ACK once buffers recover"
+    );
     assert_eq!(engine.stack().tcp_counters().syn_dropped_low_buffers, 1);
 }

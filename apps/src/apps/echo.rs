@@ -19,7 +19,11 @@ pub struct Echo {
 
 impl Default for Echo {
     fn default() -> Self {
-        Echo { buf: vec![0; CHUNK].into_boxed_slice(), closing: PerConn::default(), bytes: 0 }
+        Echo {
+            buf: vec![0; CHUNK].into_boxed_slice(),
+            closing: PerConn::default(),
+            bytes: 0,
+        }
     }
 }
 

@@ -50,7 +50,9 @@ impl<T> PerConn<T> {
 
     pub fn remove(&mut self, id: ConnId) -> Option<T> {
         match self.slots.get_mut(id.index()) {
-            Some(slot @ Some(_)) if slot.as_ref().is_some_and(|(o, _)| *o == id) => slot.take().map(|(_, v)| v),
+            Some(slot @ Some(_)) if slot.as_ref().is_some_and(|(o, _)| *o == id) => {
+                slot.take().map(|(_, v)| v)
+            }
             _ => None,
         }
     }
@@ -61,7 +63,9 @@ impl<T> PerConn<T> {
 
     /// Every entry, with its connection.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (ConnId, &mut T)> {
-        self.slots.iter_mut().filter_map(|s| s.as_mut().map(|(id, v)| (*id, v)))
+        self.slots
+            .iter_mut()
+            .filter_map(|s| s.as_mut().map(|(id, v)| (*id, v)))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -103,11 +107,19 @@ pub struct AppFactory {
 impl AppFactory {
     /// Prepares `name` to listen on `port` (its well-known port if `None`); `http` loads
     /// the files under `root` now.
-    pub fn new(name: Option<AppName>, port: Option<u16>, root: Option<&Path>) -> Result<AppFactory, String> {
+    pub fn new(
+        name: Option<AppName>,
+        port: Option<u16>,
+        root: Option<&Path>,
+    ) -> Result<AppFactory, String> {
         let port = port.or(name.map(AppName::default_port)).unwrap_or(0);
         let site = match (name, root) {
-            (Some(AppName::Http), Some(root)) => Some(Arc::new(http::Site::load(root).map_err(|e| e.to_string())?)),
-            (Some(AppName::Http), None) => return Err("--app http needs --root DIR (the files to serve)".into()),
+            (Some(AppName::Http), Some(root)) => {
+                Some(Arc::new(http::Site::load(root).map_err(|e| e.to_string())?))
+            }
+            (Some(AppName::Http), None) => {
+                return Err("--app http needs --root DIR (the files to serve)".into())
+            }
             (_, Some(_)) => return Err("--root is for --app http only".into()),
             _ => None,
         };

@@ -115,24 +115,33 @@ impl<'a> Ctx<'a> {
 
     /// Reads into `buf`; Ok(0) when nothing is buffered (or the stream ended).
     pub fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, StackError> {
-        self.stack.with_conn(conn, |c| c.recv(buf).map_err(StackError::Tcp))
+        self.stack
+            .with_conn(conn, |c| c.recv(buf).map_err(StackError::Tcp))
     }
 
     /// Reads without copying: `f` sees contiguous buffered bytes and returns how many it
     /// consumed.
-    pub fn recv_with(&mut self, conn: ConnId, f: impl FnOnce(&[u8]) -> usize) -> Result<usize, StackError> {
-        self.stack.with_conn(conn, |c| c.recv_with(f).map_err(StackError::Tcp))
+    pub fn recv_with(
+        &mut self,
+        conn: ConnId,
+        f: impl FnOnce(&[u8]) -> usize,
+    ) -> Result<usize, StackError> {
+        self.stack
+            .with_conn(conn, |c| c.recv_with(f).map_err(StackError::Tcp))
     }
 
     /// Queues as much of `data` as fits; returns the count. When it is less than
     /// `data.len()`, [`Event::Writable`] comes once room opens up.
     pub fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, StackError> {
-        self.stack.with_conn(conn, |c| c.send(data).map_err(StackError::Tcp))
+        self.stack
+            .with_conn(conn, |c| c.send(data).map_err(StackError::Tcp))
     }
 
     /// Bytes [`Ctx::send`] would take now.
     pub fn send_capacity(&self, conn: ConnId) -> usize {
-        self.stack.conn(conn).map_or(0, |c| c.send_capacity().saturating_sub(c.send_queue()))
+        self.stack
+            .conn(conn)
+            .map_or(0, |c| c.send_capacity().saturating_sub(c.send_queue()))
     }
 
     /// Bytes buffered for reading.
@@ -157,13 +166,15 @@ impl<'a> Ctx<'a> {
     /// Closes our direction after the queued data (FIN); reading goes on until the peer
     /// closes too.
     pub fn close(&mut self, conn: ConnId) -> Result<(), StackError> {
-        self.stack.with_conn(conn, |c| c.close().map_err(StackError::Tcp))
+        self.stack
+            .with_conn(conn, |c| c.close().map_err(StackError::Tcp))
     }
 
     /// Half-closes: see [`Shutdown`].
     pub fn shutdown(&mut self, conn: ConnId, how: Shutdown) -> Result<(), StackError> {
         let now = self.now;
-        self.stack.with_conn(conn, |c| c.shutdown(how, now).map_err(StackError::Tcp))
+        self.stack
+            .with_conn(conn, |c| c.shutdown(how, now).map_err(StackError::Tcp))
     }
 
     /// Resets the connection at once (RST), discarding buffered data.

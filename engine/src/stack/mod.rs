@@ -25,15 +25,15 @@ use crate::stats::{Counters, DropReason};
 use crate::steer::FlowSteer;
 use crate::table::{ConnTable, EntryKind, FlowHashKey, Lookup, TableLimits};
 use crate::tcp::{
-    reset_for, Connection, Events, IsnGenerator, Listener, ListenerConfig, SipKey, State, TcpConfig, TcpError,
-    TimeWaitRecord, TimeWaitVerdict, Transmit,
+    reset_for, Connection, Events, IsnGenerator, Listener, ListenerConfig, SipKey, State,
+    TcpConfig, TcpError, TimeWaitRecord, TimeWaitVerdict, Transmit,
 };
 use crate::time::{Duration, Instant};
 use crate::timer::{TimerHandle, TimerWheel};
 use crate::wire::ethernet::{EthernetFrame, HEADER_LEN as ETH_HEADER_LEN};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, DEFAULT_HOP_LIMIT};
 use crate::wire::tcp::{TcpPacket, TcpRepr};
-use crate::wire::{EthernetAddress, EthernetProtocol, EthernetRepr, Error as WireError};
+use crate::wire::{Error as WireError, EthernetAddress, EthernetProtocol, EthernetRepr};
 
 pub use app::{App, Ctx, Event, NoApp};
 
@@ -97,7 +97,11 @@ impl StackKeys {
             k[8..].copy_from_slice(&splitmix64(&mut state).to_le_bytes());
             k
         };
-        StackKeys { isn: SipKey(key()), cookie: SipKey(key()), table: FlowHashKey::new(key()) }
+        StackKeys {
+            isn: SipKey(key()),
+            cookie: SipKey(key()),
+            table: FlowHashKey::new(key()),
+        }
     }
 }
 
@@ -268,7 +272,10 @@ pub enum Received {
 
 impl Stack {
     pub fn new(iface: Interface, config: StackConfig, keys: StackKeys) -> Stack {
-        let limits = TableLimits { connections: config.max_connections, ..TableLimits::default() };
+        let limits = TableLimits {
+            connections: config.max_connections,
+            ..TableLimits::default()
+        };
         let next_port = *config.ephemeral_ports.start();
         Stack {
             isn: IsnGenerator::new(keys.isn),
@@ -386,7 +393,10 @@ impl Stack {
             .iter()
             .enumerate()
             .filter(|(_, s)| s.entry.is_some())
-            .map(|(i, s)| ConnId { index: i as u32, generation: s.generation })
+            .map(|(i, s)| ConnId {
+                index: i as u32,
+                generation: s.generation,
+            })
             .collect();
         for id in ids {
             if let Some(e) = self.entry_mut(id) {
@@ -403,7 +413,10 @@ impl Stack {
 
     /// Half-open connections held by listeners.
     pub fn half_open_count(&self) -> usize {
-        self.listeners.iter().map(|l| l.half_open() + l.pending_accept()).sum()
+        self.listeners
+            .iter()
+            .map(|l| l.half_open() + l.pending_accept())
+            .sum()
     }
 
     /// Tells the stack whether the buffer pool is running low; while it is, SYNs to
@@ -421,7 +434,8 @@ impl Stack {
 
     /// Whether this core owns `tuple`.
     fn owns(&self, tuple: &FourTuple) -> bool {
-        self.owner.is_none_or(|(steer, core)| steer.home(tuple) == core)
+        self.owner
+            .is_none_or(|(steer, core)| steer.home(tuple) == core)
     }
 
     fn conn(&self, id: ConnId) -> Option<&Connection> {
@@ -449,7 +463,9 @@ impl Stack {
     }
 
     fn user_data(&self, id: ConnId) -> u64 {
-        let Some(slot) = self.slots.get(id.index as usize) else { return 0 };
+        let Some(slot) = self.slots.get(id.index as usize) else {
+            return 0;
+        };
         match &slot.entry {
             Some(e) if slot.generation == id.generation => e.user,
             _ => 0,
@@ -475,9 +491,17 @@ impl Stack {
     pub fn listen(&mut self, port: u16) -> Result<(), StackError> {
         let local = SocketAddrV4::new(self.iface.ipv4_addr(), port);
         let index = self.listeners.len() as u32;
-        self.table.insert_listener(local, index).map_err(|_| StackError::PortInUse(port))?;
+        self.table
+            .insert_listener(local, index)
+            .map_err(|_| StackError::PortInUse(port))?;
         let tcp = self.tcp_config();
-        self.listeners.push(Listener::new(local, tcp, self.config.listener, self.keys.isn, self.keys.cookie));
+        self.listeners.push(Listener::new(
+            local,
+            tcp,
+            self.config.listener,
+            self.keys.isn,
+            self.keys.cookie,
+        ));
         self.listeners_dirty = true;
         Ok(())
     }
@@ -488,7 +512,11 @@ impl Stack {
     }
 
     /// Puts `conn` in the table; gives it back (boxed: the error path is cold) if full.
-    fn install(&mut self, conn: Connection, listener_port: Option<u16>) -> Result<ConnId, Box<Connection>> {
+    fn install(
+        &mut self,
+        conn: Connection,
+        listener_port: Option<u16>,
+    ) -> Result<ConnId, Box<Connection>> {
         let tuple = conn.tuple();
         let index = match self.free.pop() {
             Some(i) => i,
@@ -499,12 +527,22 @@ impl Stack {
         };
         let slot = &mut self.slots[index as usize];
         slot.generation = slot.generation.wrapping_add(1);
-        let id = ConnId { index, generation: slot.generation };
+        let id = ConnId {
+            index,
+            generation: slot.generation,
+        };
         if self.table.insert_connection(tuple, id).is_err() {
             self.free.push(index);
             return Err(Box::new(conn));
         }
-        slot.entry = Some(Entry { conn, timer: None, deadline: None, touched: false, listener_port, user: 0 });
+        slot.entry = Some(Entry {
+            conn,
+            timer: None,
+            deadline: None,
+            touched: false,
+            listener_port,
+            user: 0,
+        });
         self.touch(id);
         Ok(id)
     }
@@ -514,16 +552,30 @@ impl Stack {
     /// [`Event::Closed`] at the next dispatch. False, leaving the connection whole, if it
     /// has no record or the TIME-WAIT table is full.
     fn replace_by_time_wait_record(&mut self, id: ConnId) -> bool {
-        let Some(slot) = self.slots.get_mut(id.index as usize) else { return false };
-        let Some(e) = slot.entry.as_ref().filter(|_| slot.generation == id.generation) else {
+        let Some(slot) = self.slots.get_mut(id.index as usize) else {
             return false;
         };
-        let Some((record, expiry)) = e.conn.time_wait_record() else { return false };
+        let Some(e) = slot
+            .entry
+            .as_ref()
+            .filter(|_| slot.generation == id.generation)
+        else {
+            return false;
+        };
+        let Some((record, expiry)) = e.conn.time_wait_record() else {
+            return false;
+        };
         let tuple = e.conn.tuple();
-        if self.table.move_to_time_wait(&tuple, record, expiry).is_err() {
+        if self
+            .table
+            .move_to_time_wait(&tuple, record, expiry)
+            .is_err()
+        {
             return false;
         }
-        let Some(entry) = slot.entry.take() else { return false };
+        let Some(entry) = slot.entry.take() else {
+            return false;
+        };
         if let Some(h) = entry.timer {
             self.timers.cancel(h);
         }
@@ -535,11 +587,15 @@ impl Stack {
     }
 
     fn remove(&mut self, id: ConnId) {
-        let Some(slot) = self.slots.get_mut(id.index as usize) else { return };
+        let Some(slot) = self.slots.get_mut(id.index as usize) else {
+            return;
+        };
         if slot.generation != id.generation {
             return;
         }
-        let Some(entry) = slot.entry.take() else { return };
+        let Some(entry) = slot.entry.take() else {
+            return;
+        };
         if let Some(h) = entry.timer {
             self.timers.cancel(h);
         }
@@ -561,9 +617,15 @@ impl Stack {
         let mut port = self.next_port;
         for _ in 0..span {
             let tuple = FourTuple::new(SocketAddrV4::new(local_ip, port), remote);
-            let free = matches!(self.table.lookup(&tuple), Lookup::NotFound | Lookup::Listener { .. })
-                && self.owns(&tuple);
-            port = if port >= *range.end() { *range.start() } else { port + 1 };
+            let free = matches!(
+                self.table.lookup(&tuple),
+                Lookup::NotFound | Lookup::Listener { .. }
+            ) && self.owns(&tuple);
+            port = if port >= *range.end() {
+                *range.start()
+            } else {
+                port + 1
+            };
             if free {
                 self.next_port = port;
                 let seed = self.isn.seed(now, &tuple);
@@ -579,13 +641,17 @@ impl Stack {
         Err(StackError::NoLocalPort)
     }
 
-
     /// Processes one received frame. ARP and ICMP replies are written in place.
     pub fn receive(&mut self, now: Instant, frame: &mut [u8]) -> Received {
         match self.iface.process(now, frame) {
             Verdict::Transmit(len) => Received::Reply(len),
             Verdict::Consumed | Verdict::Drop(_) => Received::Done,
-            Verdict::Tcp { eth_src, ip, tcp_offset, .. } => {
+            Verdict::Tcp {
+                eth_src,
+                ip,
+                tcp_offset,
+                ..
+            } => {
                 let Some(segment) = frame.get(tcp_offset..tcp_offset + ip.payload_len) else {
                     self.count_drop(DropReason::TcpMalformed);
                     return Received::Done;
@@ -595,7 +661,13 @@ impl Stack {
         }
     }
 
-    fn tcp_input(&mut self, now: Instant, eth_src: EthernetAddress, ip: &Ipv4Repr, segment: &[u8]) -> Received {
+    fn tcp_input(
+        &mut self,
+        now: Instant,
+        eth_src: EthernetAddress,
+        ip: &Ipv4Repr,
+        segment: &[u8],
+    ) -> Received {
         let caps = self.iface.config().caps;
         let packet = match TcpPacket::new_checked(segment) {
             Ok(p) => p,
@@ -669,10 +741,14 @@ impl Stack {
                     TimeWaitVerdict::Drop => {}
                 }
             }
-            Lookup::Listener { .. } if self.buffers_low && repr.control == crate::wire::tcp::Control::Syn => {
+            Lookup::Listener { .. }
+                if self.buffers_low && repr.control == crate::wire::tcp::Control::Syn =>
+            {
                 self.tcp.syn_dropped_low_buffers += 1;
             }
-            Lookup::Listener { listener: &index, .. } => self.listener_input(now, index, tuple, &repr),
+            Lookup::Listener {
+                listener: &index, ..
+            } => self.listener_input(now, index, tuple, &repr),
             Lookup::NotFound => {
                 // RFC 9293 §3.10.7.1: a segment to no connection gets a RST (unless it is one).
                 if let Some(rst) = reset_for(&repr) {
@@ -686,7 +762,9 @@ impl Stack {
 
     /// A segment for listener `index`; installs the connections it completes.
     fn listener_input(&mut self, now: Instant, index: u32, tuple: FourTuple, repr: &TcpRepr<'_>) {
-        let Some(listener) = self.listeners.get_mut(index as usize) else { return };
+        let Some(listener) = self.listeners.get_mut(index as usize) else {
+            return;
+        };
         listener.handle_segment(now, tuple, repr);
         self.listeners_dirty = true;
         let port = listener.local().port();
@@ -747,7 +825,10 @@ impl Stack {
         }
         let conns = self.timers.next_deadline();
         let listeners = if self.listeners_dirty {
-            self.listeners.iter().filter_map(Listener::poll_timeout).min()
+            self.listeners
+                .iter()
+                .filter_map(Listener::poll_timeout)
+                .min()
         } else {
             self.listener_deadline
         };
@@ -773,7 +854,9 @@ impl Stack {
         while i < self.touched.len() {
             let id = self.touched[i];
             i += 1;
-            let Some(e) = self.entry_mut(id) else { continue };
+            let Some(e) = self.entry_mut(id) else {
+                continue;
+            };
             let events = e.conn.take_events();
             if events.is_empty() {
                 continue;
@@ -812,7 +895,12 @@ impl Stack {
     /// Writes every pending segment into frames from `alloc` (called with the frame
     /// length) and appends them to `out`. Stops early, leaving the rest for the next
     /// call, when `alloc` fails. Removes closed connections and re-arms timers.
-    pub fn transmit<F: Frame>(&mut self, now: Instant, alloc: &mut impl FnMut(usize) -> Option<F>, out: &mut Vec<F>) {
+    pub fn transmit<F: Frame>(
+        &mut self,
+        now: Instant,
+        alloc: &mut impl FnMut(usize) -> Option<F>,
+        out: &mut Vec<F>,
+    ) {
         let caps = self.iface.config().caps;
         let our_mac = self.iface.mac();
         let gateway = self.config.gateway;
@@ -825,10 +913,16 @@ impl Stack {
             if out_of_buffers {
                 continue; // dropped: the peer retransmits
             }
-            let t = Transmit { tuple, repr, payload: [&[], &[]] };
+            let t = Transmit {
+                tuple,
+                repr,
+                payload: [&[], &[]],
+            };
             match resolve(iface, gateway, t.dst_ip(), now) {
                 None => tcp.no_route += 1,
-                Some(mac) if write_frame(&t, our_mac, mac, caps, alloc, out) => tcp.segments_out += 1,
+                Some(mac) if write_frame(&t, our_mac, mac, caps, alloc, out) => {
+                    tcp.segments_out += 1
+                }
                 Some(_) => {
                     tcp.no_buffers += 1;
                     out_of_buffers = true;
@@ -840,10 +934,14 @@ impl Stack {
         if self.listeners_dirty {
             for listener in &mut self.listeners {
                 while !out_of_buffers {
-                    let Some(t) = listener.poll_transmit(now) else { break };
+                    let Some(t) = listener.poll_transmit(now) else {
+                        break;
+                    };
                     match resolve(iface, gateway, t.dst_ip(), now) {
                         None => tcp.no_route += 1,
-                        Some(mac) if write_frame(&t, our_mac, mac, caps, alloc, out) => tcp.segments_out += 1,
+                        Some(mac) if write_frame(&t, our_mac, mac, caps, alloc, out) => {
+                            tcp.segments_out += 1
+                        }
                         Some(_) => {
                             tcp.no_buffers += 1;
                             out_of_buffers = true;
@@ -852,7 +950,11 @@ impl Stack {
                 }
             }
             if !out_of_buffers {
-                self.listener_deadline = self.listeners.iter().filter_map(Listener::poll_timeout).min();
+                self.listener_deadline = self
+                    .listeners
+                    .iter()
+                    .filter_map(Listener::poll_timeout)
+                    .min();
                 self.listeners_dirty = false;
             }
         }
@@ -864,11 +966,15 @@ impl Stack {
         let mut kept = 0;
         for i in 0..touched.len() {
             let id = touched[i];
-            let Some(slot) = self.slots.get_mut(id.index as usize) else { continue };
+            let Some(slot) = self.slots.get_mut(id.index as usize) else {
+                continue;
+            };
             if slot.generation != id.generation {
                 continue;
             }
-            let Some(e) = slot.entry.as_mut() else { continue };
+            let Some(e) = slot.entry.as_mut() else {
+                continue;
+            };
             let mut done = false;
             if !out_of_buffers {
                 if let Some(mac) = resolve(&self.iface, gateway, e.conn.tuple().remote_ip(), now) {
@@ -919,7 +1025,9 @@ impl Stack {
     }
 
     fn rearm(&mut self, id: ConnId) {
-        let Some(slot) = self.slots.get_mut(id.index as usize) else { return };
+        let Some(slot) = self.slots.get_mut(id.index as usize) else {
+            return;
+        };
         let Some(e) = slot.entry.as_mut() else { return };
         let deadline = e.conn.poll_timeout();
         if deadline == e.deadline && (deadline.is_none() || e.timer.is_some()) {
@@ -948,7 +1056,8 @@ impl Stack {
         let mut v = Vec::new();
         for &id in &self.touched {
             let Some(conn) = self.conn(id) else { continue };
-            if let Some(hop) = next_hop(&self.iface, self.config.gateway, conn.tuple().remote_ip()) {
+            if let Some(hop) = next_hop(&self.iface, self.config.gateway, conn.tuple().remote_ip())
+            {
                 if self.iface.arp_lookup(hop, now).is_none() && !v.contains(&hop) {
                     v.push(hop);
                 }
@@ -973,7 +1082,12 @@ fn next_hop(iface: &Interface, gateway: Option<Ipv4Addr>, dst: Ipv4Addr) -> Opti
 }
 
 /// The MAC address for `ip` (through the gateway when off-link), if known.
-fn resolve(iface: &Interface, gateway: Option<Ipv4Addr>, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
+fn resolve(
+    iface: &Interface,
+    gateway: Option<Ipv4Addr>,
+    ip: Ipv4Addr,
+    now: Instant,
+) -> Option<EthernetAddress> {
     iface.arp_lookup(next_hop(iface, gateway, ip)?, now)
 }
 
@@ -1001,13 +1115,20 @@ fn write_frame<F: Frame>(
 ) -> bool {
     let tcp_len = t.buffer_len();
     let len = ETH_HEADER_LEN + IPV4_HEADER_LEN + tcp_len;
-    let Some(mut frame) = alloc(len) else { return false };
+    let Some(mut frame) = alloc(len) else {
+        return false;
+    };
     if !frame.set_len(len) {
         return false;
     }
     let buf = frame.data_mut();
     let mut eth = EthernetFrame::new_unchecked(&mut *buf);
-    EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EthernetProtocol::Ipv4 }.emit(&mut eth);
+    EthernetRepr {
+        src_addr: src_mac,
+        dst_addr: dst_mac,
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut eth);
     let ip = Ipv4Repr {
         src_addr: t.src_ip(),
         dst_addr: t.dst_ip(),
@@ -1017,7 +1138,9 @@ fn write_frame<F: Frame>(
     };
     let mut ip_packet = Ipv4Packet::new_unchecked(&mut buf[ETH_HEADER_LEN..]);
     ip.emit(&mut ip_packet, &caps);
-    if t.emit(&mut buf[ETH_HEADER_LEN + IPV4_HEADER_LEN..], &caps).is_err() {
+    if t.emit(&mut buf[ETH_HEADER_LEN + IPV4_HEADER_LEN..], &caps)
+        .is_err()
+    {
         return false;
     }
     out.push(frame);

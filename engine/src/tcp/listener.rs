@@ -195,7 +195,10 @@ impl Listener {
             // an ACK that fails the check is dropped rather than reset. It may complete a
             // cookie handshake whose first ACK was lost (its sequence number is then past
             // ISN+1 and fails the check); the peer retransmits what we need.
-            if self.last_cookie_at.is_some_and(|t| now.saturating_duration_since(t) < COOKIE_QUIET) {
+            if self
+                .last_cookie_at
+                .is_some_and(|t| now.saturating_duration_since(t) < COOKIE_QUIET)
+            {
                 return ListenOutcome::Ignored;
             }
             self.queue_reset(tuple, seg);

@@ -10,8 +10,8 @@ pub mod icmpv4;
 pub mod ipv4;
 pub mod tcp;
 
-pub use core::net::Ipv4Addr;
 pub use checksum::{ChecksumCaps, Offload};
+pub use core::net::Ipv4Addr;
 pub use ethernet::{EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr};
 
 /// Why bytes were not accepted as a packet. Small and `Copy`: it is counted on the data
