@@ -69,6 +69,16 @@ pub struct TcpConfig {
     /// covers at least 3 minutes; the default here, 6 with a 1 s initial RTO, is 127 s).
     pub max_syn_retries: u8,
     pub keepalive: Option<Keepalive>,
+    /// Unanswered zero-window probes (RFC 9293 §3.8.6.1) before the connection times out.
+    /// A receiver that answers keeps the connection (RFC 1122 §4.2.2.17); one that stops
+    /// answering is treated like one that stops acknowledging retransmissions (Linux:
+    /// `tcp_retries2`).
+    pub max_persist_probes: u8,
+    /// Zero-window probes, answered or not, after which a connection the application has
+    /// closed (its data and FIN wait for the peer's window) times out: nobody will read or
+    /// write it again, so it must not hold its buffers for ever (RFC 6429; Linux:
+    /// `tcp_orphan_retries`).
+    pub max_orphan_persist_probes: u8,
     /// TIME-WAIT length, 2×MSL (RFC 9293 §3.4.2 uses MSL = 2 minutes).
     pub time_wait: Duration,
     /// After both directions are closed by the application, how long FIN-WAIT-2 may wait
@@ -97,6 +107,8 @@ impl Default for TcpConfig {
             max_retries: 15,
             max_syn_retries: 6,
             keepalive: None,
+            max_persist_probes: 15,
+            max_orphan_persist_probes: 8,
             time_wait: Duration::from_secs(60),
             fin_wait_2_timeout: Some(Duration::from_secs(60)),
             challenge_ack_limit: 10,
@@ -155,6 +167,8 @@ pub(crate) struct Params {
     pub keepalive_probes: u8,
     pub max_retries: u8,
     pub max_syn_retries: u8,
+    pub max_persist_probes: u8,
+    pub max_orphan_persist_probes: u8,
     pub nagle: bool,
 }
 
@@ -174,6 +188,8 @@ impl Params {
             keepalive_probes: keepalive.map_or(0, |k| k.probes),
             max_retries: config.max_retries,
             max_syn_retries: config.max_syn_retries,
+            max_persist_probes: config.max_persist_probes,
+            max_orphan_persist_probes: config.max_orphan_persist_probes,
             nagle: config.nagle,
         }
     }

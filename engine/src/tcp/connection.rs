@@ -196,7 +196,10 @@ pub struct Connection {
     pub(super) recover: SeqNumber,
     pub(super) dupacks: u8,
     pub(super) retries: u8,
+    /// Persist timeouts since the window closed (the back-off exponent).
     pub(super) persist_backoff: u8,
+    /// Zero-window probes sent since the peer last sent an acceptable segment.
+    pub(super) persist_probes: u8,
     pub(super) keepalive_probes: u8,
 
     // Buffers.
@@ -269,6 +272,7 @@ impl Connection {
             dupacks: 0,
             retries: 0,
             persist_backoff: 0,
+            persist_probes: 0,
             keepalive_probes: 0,
             send: RingBuffer::new(),
             recv: RingBuffer::new(),
@@ -867,13 +871,28 @@ impl Connection {
             self.persist_backoff = 0;
             return;
         }
-        // A zero window is probed; a window too small for the queued data is used anyway
-        // (the override timeout of sender SWS avoidance, §3.8.6.2.1).
-        if self.snd_wnd > 0 {
+        // RFC 1122 §4.2.2.17: the connection lives while the peer answers the probes. One
+        // that stops answering is gone (Linux: tcp_retries2), and one the application has
+        // closed must not hold its buffers for ever even if the peer answers (RFC 6429;
+        // Linux: tcp_orphan_retries).
+        let orphan = self.flags.has(Flags::FIN_QUEUED);
+        if self.persist_probes >= self.params.max_persist_probes
+            || (orphan && self.persist_backoff >= self.params.max_orphan_persist_probes)
+        {
+            self.enter_closed(Some(TcpError::TimedOut));
+            return;
+        }
+        // A window too small for the queued data is used anyway (the override timeout of
+        // sender SWS avoidance, §3.8.6.2.1); with no room at all, even in a window that is
+        // not zero (a stale one), the peer is probed: something must draw its answer.
+        // `plan` turns the override into a probe if it finds nothing it may send.
+        let room = (self.snd_wl2 + self.snd_wnd).distance_from(self.snd_nxt);
+        if room > 0 {
             self.flags.set(Flags::FORCE);
         } else {
             self.flags.set(Flags::PROBE);
         }
+        self.persist_probes = self.persist_probes.saturating_add(1);
         self.persist_backoff = self.persist_backoff.saturating_add(1).min(16);
         self.arm_persist(now);
     }
@@ -917,6 +936,65 @@ mod tests {
     fn connection_is_send_and_clone() {
         fn assert_send<T: Send + Clone + 'static>() {}
         assert_send::<Connection>();
+    }
+
+    /// An established connection (active open, no options) whose peer offered `window`.
+    fn established(now: Instant, window: u16) -> Connection {
+        use core::net::{Ipv4Addr, SocketAddrV4};
+        let tuple = FourTuple::new(
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40_000),
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
+        );
+        let config = TcpConfig {
+            timestamps: false,
+            sack: false,
+            window_scaling: false,
+            nagle: false,
+            ..TcpConfig::default()
+        };
+        let seed = ConnectionSeed {
+            iss: SeqNumber(1_000),
+            ts_offset: 0,
+        };
+        let mut conn = Connection::connect(now, tuple, seed, &config);
+        while conn.poll_transmit(now).is_some() {}
+        let syn_ack = TcpRepr {
+            src_port: 80,
+            dst_port: 40_000,
+            control: Control::Syn,
+            seq_number: SeqNumber(5_000),
+            ack_number: Some(SeqNumber(1_001)),
+            window_len: window,
+            max_seg_size: Some(1460),
+            ..TcpRepr::default()
+        };
+        conn.handle_segment(now, &syn_ack);
+        while conn.poll_transmit(now).is_some() {}
+        assert_eq!(conn.state(), State::Established);
+        conn
+    }
+
+    #[test]
+    fn persist_timeout_probes_a_stale_window_without_room() {
+        // RFC 9293 §3.8.6.1: with data queued and nothing in flight, the persist timer
+        // must draw an answer from the peer. A send window that is not zero but already
+        // filled (SND.NXT at its right edge, from a window update the rules missed) leaves
+        // nothing for the SWS override to send: the timeout must probe instead.
+        let t0 = Instant::from_millis(1_000);
+        let mut conn = established(t0, 100);
+        conn.send(&[1u8; 500]).unwrap();
+        // Stale: the window's right edge is where SND.NXT already is.
+        conn.snd_wl2 = conn.snd_nxt - 100;
+        let at = {
+            conn.update_persist(t0);
+            conn.poll_timeout().expect("persist timer armed")
+        };
+        conn.handle_timeout(at);
+        let una = conn.snd_una;
+        let probe = conn.poll_transmit(at).expect("a probe");
+        assert_eq!(probe.repr.seq_number, una - 1);
+        assert_eq!(probe.payload_len(), 0);
+        assert!(conn.poll_transmit(at).is_none());
     }
 
     #[test]

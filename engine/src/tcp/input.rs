@@ -250,7 +250,11 @@ impl Connection {
         let in_wnd = |s: SeqNumber| s.ge(self.rcv_nxt) && s.lt(self.rcv_nxt + wnd);
         let acceptable = match (seg_len, wnd) {
             (0, 0) => seq == self.rcv_nxt,
-            (0, _) => in_wnd(seq),
+            // A zero-length segment may sit at the right edge: a peer that filled the
+            // window sends its ACKs from there. RFC 9293's "SEG.SEQ < RCV.NXT+RCV.WND"
+            // would drop them (and the window updates they carry); Linux (tcp_sequence)
+            // and the BSDs accept SEG.SEQ =< RCV.NXT+RCV.WND.
+            (0, _) => seq.ge(self.rcv_nxt) && seq.le(self.rcv_nxt + wnd),
             (_, 0) => false,
             (_, _) => in_wnd(seq) || in_wnd(seq + (seg_len - 1)),
         };
@@ -363,8 +367,9 @@ impl Connection {
             }
         }
 
-        // Any acceptable segment shows the peer alive.
+        // Any acceptable segment shows the peer alive (and answers a zero-window probe).
         self.arm_keepalive(now);
+        self.persist_probes = 0;
 
         self.process_ack(now, seg, ack);
         if self.state == State::Closed {
@@ -553,9 +558,14 @@ impl Connection {
         let mut window_changed = false;
         // RFC 9293 §3.10.7.4: update the window if SND.UNA =< SEG.ACK =< SND.NXT and the
         // segment is newer (SND.WL1 < SEG.SEQ or SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK).
+        // Also, as Linux's tcp_may_update_window does, from any segment that acknowledges
+        // new data: an out-of-order segment moves SND.WL1 ahead of the in-order ones that
+        // fill the gap, and their window (a zero window, say) must not be ignored.
         if self.snd_una.le(ack)
             && ack.le(self.snd_max)
-            && (self.snd_wl1.lt(seq) || (self.snd_wl1 == seq && self.snd_wl2.le(ack)))
+            && (ack.gt(self.snd_una)
+                || self.snd_wl1.lt(seq)
+                || (self.snd_wl1 == seq && self.snd_wl2.le(ack)))
         {
             window_changed = self.snd_wnd != seg_wnd;
             self.snd_wnd = seg_wnd;
@@ -913,6 +923,7 @@ impl Connection {
         } else {
             self.timers.cancel(TimerKind::Persist);
             self.persist_backoff = 0;
+            self.persist_probes = 0;
         }
     }
 

@@ -130,8 +130,12 @@ impl Connection {
             return Some(plan);
         }
         // Nothing to send: if that is because the peer's window is zero, the persist
-        // timer must run (RFC 9293 §3.8.6.1).
+        // timer must run (RFC 9293 §3.8.6.1). A persist timeout that found nothing to
+        // force out probes instead.
         self.update_persist(now);
+        if self.flags.take(Flags::FORCE) {
+            self.flags.set(Flags::PROBE);
+        }
         if self.flags.take(Flags::PROBE) {
             // Zero-window and keepalive probe: an old sequence number with no data makes
             // the peer answer with an ACK carrying its window (RFC 9293 §3.8.6.1, §3.8.4).
