@@ -39,6 +39,12 @@ assert sent["bytes"] > 0 and recv["bytes"] > 0, "no data moved"
 assert recv["bytes"] <= sent["bytes"] * 1.02, "receiver counted more than was sent"
 assert recv["bytes"] >= sent["bytes"] * 0.9 or sent["bytes"] - recv["bytes"] <= 8 << 20, \
     "receiver counted much less than was sent"
+if rev:
+    # The engine sent: the client shows the engine's retransmission count, a number
+    # (iperf3 prints -1 per stream when the sender does not report it).
+    retr = sent.get("retransmits")
+    assert isinstance(retr, int) and retr >= 0, f"sender retransmits {retr!r}"
+    print(f"{name}: the engine reports {retr} retransmission(s)")
 with open(path + ".rate", "w") as f:
     f.write(f"{recv['bits_per_second'] / 1e6:.0f}")
 PY

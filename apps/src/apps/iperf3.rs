@@ -188,6 +188,8 @@ struct Stream {
     id: u32,
     /// Bytes received (forward) or sent (reverse), after the omitted seconds.
     bytes: u64,
+    /// Segments the engine retransmitted on this stream (read when the test ends).
+    retransmits: u64,
 }
 
 #[derive(Debug)]
@@ -347,7 +349,12 @@ impl Iperf3 {
                     0 => 1,
                     n => n as u32 + 2,
                 };
-                test.streams.push(Stream { conn, id, bytes: 0 });
+                test.streams.push(Stream {
+                    conn,
+                    id,
+                    bytes: 0,
+                    retransmits: 0,
+                });
                 self.conns.insert(conn, Role::Stream);
                 if test.streams.len() == wanted {
                     test.phase = Phase::Running;
@@ -500,6 +507,9 @@ impl Iperf3 {
                     s.bytes += n;
                 }
             }
+            if let Some(c) = cx.connection(s.conn) {
+                s.retransmits = u64::from(c.stats().retransmits);
+            }
             let _ = cx.shutdown(s.conn, Shutdown::Both);
         }
     }
@@ -521,8 +531,8 @@ impl Iperf3 {
                 json!({
                     "id": s.id,
                     "bytes": s.bytes,
-                    // Per-connection retransmissions are not exported by the engine.
-                    "retransmits": -1,
+                    // The sender's figure (iperf3 shows the sender's retransmissions).
+                    "retransmits": if reverse { s.retransmits as i64 } else { -1 },
                     "jitter": 0,
                     "errors": 0,
                     "packets": 0,
@@ -536,7 +546,8 @@ impl Iperf3 {
             "cpu_util_total": 0,
             "cpu_util_user": 0,
             "cpu_util_system": 0,
-            "sender_has_retransmits": if reverse { 0 } else { -1 },
+            // 1: this side sent and counted its retransmissions; -1: it only received.
+            "sender_has_retransmits": if reverse { 1 } else { -1 },
             "streams": streams,
         });
         if test.params.as_ref().is_some_and(|p| p.server_output) {
@@ -1040,6 +1051,11 @@ mod tests {
             net.sapp.stats.last.map(|l| (l.reverse, l.bytes)),
             Some((true, 500_000))
         );
+        // The server sent: it reports its retransmissions per stream (none on this
+        // clean link), and says so.
+        let results = net.capp.results.as_ref().unwrap();
+        assert_eq!(results["sender_has_retransmits"], 1);
+        assert_eq!(results["streams"][0]["retransmits"], 0);
     }
 
     #[test]

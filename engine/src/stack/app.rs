@@ -34,7 +34,7 @@
 use core::net::SocketAddrV4;
 
 use super::{ConnId, Stack, StackError};
-use crate::tcp::{Shutdown, State, TcpError};
+use crate::tcp::{Connection, Shutdown, State, TcpError};
 use crate::time::Instant;
 
 /// Something that happened to a connection.
@@ -139,9 +139,13 @@ impl<'a> Ctx<'a> {
 
     /// Bytes [`Ctx::send`] would take now.
     pub fn send_capacity(&self, conn: ConnId) -> usize {
-        self.stack
-            .conn(conn)
-            .map_or(0, |c| c.send_capacity().saturating_sub(c.send_queue()))
+        self.stack.conn(conn).map_or(0, Connection::send_capacity)
+    }
+
+    /// The connection itself, read-only: its state and figures (retransmissions, RTT,
+    /// congestion window, queues), as `TCP_INFO` gives them on Linux.
+    pub fn connection(&self, conn: ConnId) -> Option<&Connection> {
+        self.stack.conn(conn)
     }
 
     /// Bytes buffered for reading.

@@ -25,8 +25,8 @@ use crate::stats::{Counters, DropReason};
 use crate::steer::FlowSteer;
 use crate::table::{ConnTable, EntryKind, FlowHashKey, Lookup, TableLimits};
 use crate::tcp::{
-    reset_for, Connection, Events, IsnGenerator, Listener, ListenerConfig, SipKey, State,
-    TcpConfig, TcpError, TimeWaitRecord, TimeWaitVerdict, Transmit,
+    reset_for, Connection, Events, IsnGenerator, Listener, ListenerConfig, ListenerStats, SipKey,
+    State, TcpConfig, TcpError, TimeWaitRecord, TimeWaitVerdict, Transmit,
 };
 use crate::time::{Duration, Instant};
 use crate::timer::{TimerHandle, TimerWheel};
@@ -237,6 +237,8 @@ pub struct Stack {
     /// application gets their [`Event::Closed`] there.
     closed_to_time_wait: Vec<ConnId>,
     listeners: Vec<Listener>,
+    /// The counters of listeners closed so far (by `abort_all`), kept for the figures.
+    retired_listeners: ListenerStats,
     /// The listeners may have output to send or a new deadline: set by their input, their
     /// timers and `listen`, cleared once `transmit` has drained them. Their half-open
     /// connections are scanned only then, not on every poll.
@@ -288,6 +290,7 @@ impl Stack {
             slots: Vec::new(),
             free: Vec::new(),
             listeners: Vec::new(),
+            retired_listeners: ListenerStats::default(),
             listeners_dirty: false,
             listener_deadline: None,
             touched: Vec::new(),
@@ -333,16 +336,9 @@ impl Stack {
 
     /// The listeners' counters, summed, as named figures.
     pub fn listener_figures(&self) -> [(&'static str, u64); 7] {
-        let mut t = crate::tcp::ListenerStats::default();
+        let mut t = self.retired_listeners;
         for l in &self.listeners {
-            let s = l.stats();
-            t.syns += s.syns;
-            t.cookies_sent += s.cookies_sent;
-            t.cookies_accepted += s.cookies_accepted;
-            t.cookies_rejected += s.cookies_rejected;
-            t.syns_dropped += s.syns_dropped;
-            t.resets_sent += s.resets_sent;
-            t.handshake_timeouts += s.handshake_timeouts;
+            t.add(&l.stats());
         }
         [
             ("listen_syns", t.syns),
@@ -386,6 +382,7 @@ impl Stack {
     pub fn abort_all(&mut self) {
         for listener in self.listeners.drain(..) {
             self.table.remove_listener(&listener.local());
+            self.retired_listeners.add(&listener.stats());
         }
         self.listeners_dirty = true;
         let ids: Vec<ConnId> = self
@@ -836,7 +833,9 @@ impl Stack {
         [conns, listeners, time_wait].into_iter().flatten().min()
     }
 
-    /// Delivers the events of every touched connection to `app`.
+    /// Delivers the events of every touched connection to `app`, then calls its
+    /// `on_poll`, then delivers what the application's own calls raised (a connection it
+    /// aborted gets its [`Event::Closed`] here, in the same dispatch).
     pub fn dispatch<A: App + ?Sized>(&mut self, now: Instant, app: &mut A) {
         // Connections that went to TIME-WAIT records: gone, cleanly.
         let mut gone = core::mem::take(&mut self.closed_to_time_wait);
@@ -848,53 +847,80 @@ impl Stack {
         if self.closed_to_time_wait.is_empty() {
             self.closed_to_time_wait = gone; // keep the allocation
         }
+        self.deliver_touched(now, app);
+        let mut cx = Ctx { stack: self, now };
+        app.on_poll(&mut cx);
+        self.deliver_touched(now, app);
+    }
+
+    /// Delivers the pending events of every touched connection. Applications may touch
+    /// more connections (connect, or write to another): the list grows while we walk it.
+    fn deliver_touched<A: App + ?Sized>(&mut self, now: Instant, app: &mut A) {
         let mut i = 0;
-        // Applications may touch more connections (connect, or write to another): the
-        // list grows while we walk it.
         while i < self.touched.len() {
             let id = self.touched[i];
             i += 1;
-            let Some(e) = self.entry_mut(id) else {
-                continue;
-            };
+            self.deliver_events(now, app, id);
+        }
+    }
+
+    /// Delivers `id`'s events in their order (established, readable, peer closed,
+    /// writable, closed), again while the application's calls raise new ones (a bounded
+    /// number of rounds; what is left waits for the next dispatch). Once the connection
+    /// is closed, nothing but [`Event::Closed`] reaches the application.
+    fn deliver_events<A: App + ?Sized>(&mut self, now: Instant, app: &mut A, id: ConnId) {
+        const ROUNDS: usize = 4;
+        for _ in 0..ROUNDS {
+            let Some(e) = self.entry_mut(id) else { return };
             let events = e.conn.take_events();
             if events.is_empty() {
-                continue;
+                return;
             }
             let listener_port = e.listener_port;
-            let error = e.conn.error();
-            let mut cx = Ctx { stack: self, now };
-            if events.contains(Events::ESTABLISHED) {
-                let ev = match listener_port {
-                    Some(local_port) => Event::Accepted { local_port },
-                    None => Event::Connected,
+            let ordered = [
+                Events::ESTABLISHED,
+                Events::READABLE,
+                Events::PEER_CLOSED,
+                Events::WRITABLE,
+            ];
+            for kind in ordered {
+                if !events.contains(kind)
+                    || self.conn(id).is_none_or(|c| c.state() == State::Closed)
+                {
+                    continue;
+                }
+                let ev = if kind == Events::ESTABLISHED {
+                    match listener_port {
+                        Some(local_port) => Event::Accepted { local_port },
+                        None => Event::Connected,
+                    }
+                } else if kind == Events::READABLE {
+                    Event::Readable
+                } else if kind == Events::PEER_CLOSED {
+                    Event::PeerClosed
+                } else {
+                    Event::Writable
                 };
+                let mut cx = Ctx { stack: self, now };
                 app.on_event(&mut cx, id, ev);
             }
-            if events.contains(Events::READABLE) {
-                app.on_event(&mut cx, id, Event::Readable);
-            }
-            if events.contains(Events::PEER_CLOSED) {
-                app.on_event(&mut cx, id, Event::PeerClosed);
-            }
-            if events.contains(Events::WRITABLE) {
-                app.on_event(&mut cx, id, Event::Writable);
-            }
             if events.contains(Events::CLOSED) {
+                let error = self.conn(id).and_then(Connection::error);
                 if error.is_some() {
                     self.tcp.errors += 1;
                 }
                 let mut cx = Ctx { stack: self, now };
                 app.on_event(&mut cx, id, Event::Closed { error });
+                return;
             }
         }
-        let mut cx = Ctx { stack: self, now };
-        app.on_poll(&mut cx);
     }
 
-    /// Writes every pending segment into frames from `alloc` (called with the frame
-    /// length) and appends them to `out`. Stops early, leaving the rest for the next
-    /// call, when `alloc` fails. Removes closed connections and re-arms timers.
+    /// Writes every pending segment into frames from `alloc` (called with the largest
+    /// frame length, before a segment is committed: a pool miss leaves the segment
+    /// unsent, not sent-and-lost) and appends them to `out`. Stops early, leaving the
+    /// rest for the next call, when `alloc` fails. Removes closed connections and
+    /// re-arms timers.
     pub fn transmit<F: Frame>(
         &mut self,
         now: Instant,
@@ -906,13 +932,11 @@ impl Stack {
         let gateway = self.config.gateway;
         let iface = &self.iface;
         let tcp = &mut self.tcp;
-        let mut out_of_buffers = false;
+        let mut frames = FrameSource::new(alloc, ETH_HEADER_LEN + usize::from(self.config.tcp.mtu));
 
-        // Stateless replies first: they are the oldest.
+        // Stateless replies first: they are the oldest. Without buffers they are dropped
+        // (the peer retransmits).
         for (tuple, repr) in self.replies.drain(..) {
-            if out_of_buffers {
-                continue; // dropped: the peer retransmits
-            }
             let t = Transmit {
                 tuple,
                 repr,
@@ -920,36 +944,34 @@ impl Stack {
             };
             match resolve(iface, gateway, t.dst_ip(), now) {
                 None => tcp.no_route += 1,
-                Some(mac) if write_frame(&t, our_mac, mac, caps, alloc, out) => {
-                    tcp.segments_out += 1
-                }
-                Some(_) => {
-                    tcp.no_buffers += 1;
-                    out_of_buffers = true;
-                }
+                Some(mac) => match frames.write(&t, our_mac, mac, caps, out) {
+                    Ok(()) => tcp.segments_out += 1,
+                    Err(_) => tcp.no_buffers += 1,
+                },
             }
         }
 
         // Listeners only have output after their input or timers (`listeners_dirty`).
         if self.listeners_dirty {
-            for listener in &mut self.listeners {
-                while !out_of_buffers {
+            'listeners: for listener in &mut self.listeners {
+                loop {
+                    if !frames.ready() {
+                        tcp.no_buffers += 1;
+                        break 'listeners;
+                    }
                     let Some(t) = listener.poll_transmit(now) else {
                         break;
                     };
                     match resolve(iface, gateway, t.dst_ip(), now) {
                         None => tcp.no_route += 1,
-                        Some(mac) if write_frame(&t, our_mac, mac, caps, alloc, out) => {
-                            tcp.segments_out += 1
-                        }
-                        Some(_) => {
-                            tcp.no_buffers += 1;
-                            out_of_buffers = true;
-                        }
+                        Some(mac) => match frames.write(&t, our_mac, mac, caps, out) {
+                            Ok(()) => tcp.segments_out += 1,
+                            Err(_) => tcp.no_buffers += 1,
+                        },
                     }
                 }
             }
-            if !out_of_buffers {
+            if !frames.exhausted {
                 self.listener_deadline = self
                     .listeners
                     .iter()
@@ -976,39 +998,43 @@ impl Stack {
                 continue;
             };
             let mut done = false;
-            if !out_of_buffers {
+            if !frames.exhausted {
                 if let Some(mac) = resolve(&self.iface, gateway, e.conn.tuple().remote_ip(), now) {
                     done = true;
-                    while let Some(t) = e.conn.poll_transmit(now) {
-                        if write_frame(&t, our_mac, mac, caps, alloc, out) {
-                            self.tcp.segments_out += 1;
-                        } else {
-                            // Committed to the sequence space and lost: retransmission
-                            // recovers it once buffers are back.
+                    loop {
+                        // The frame first: a segment is committed to the sequence space
+                        // only once it has somewhere to go.
+                        if !frames.ready() {
                             self.tcp.no_buffers += 1;
-                            out_of_buffers = true;
                             done = false;
                             break;
+                        }
+                        let Some(t) = e.conn.poll_transmit(now) else {
+                            break;
+                        };
+                        match frames.write(&t, our_mac, mac, caps, out) {
+                            Ok(()) => self.tcp.segments_out += 1,
+                            // Longer than the frame (cannot happen: segments fit the MTU):
+                            // counted; retransmission recovers it.
+                            Err(_) => self.tcp.no_buffers += 1,
                         }
                     }
                 }
             }
-            if e.conn.is_closed() {
+            if e.conn.is_closed() && !e.conn.has_events() {
                 e.touched = false;
                 self.remove(id);
                 continue;
             }
             let mut to_record = false;
-            if done && e.conn.state() == State::TimeWait {
-                if e.conn.has_events() {
-                    // Events first (the application has not seen the FIN yet): come
-                    // back after the next dispatch.
-                    done = false;
-                } else {
-                    // Unread data keeps the connection whole; reading it touches the
-                    // connection and brings it back here.
-                    to_record = e.conn.recv_queue() == 0;
-                }
+            if e.conn.has_events() {
+                // Events first (the application has not seen the FIN, or the close, yet):
+                // come back after the next dispatch.
+                done = false;
+            } else if done && e.conn.state() == State::TimeWait {
+                // Unread data keeps the connection whole; reading it touches the
+                // connection and brings it back here.
+                to_record = e.conn.recv_queue() == 0;
             }
             e.touched = !done;
             if to_record && self.replace_by_time_wait_record(id) {
@@ -1104,20 +1130,77 @@ fn conn_reset(conn: &Connection) -> Option<(FourTuple, TcpRepr<'static>)> {
     Some((conn.tuple(), repr))
 }
 
-/// Writes Ethernet + IPv4 + the segment into a frame from `alloc`. False if no frame.
+/// Where `transmit` takes its frames: one frame is allocated (at the largest length)
+/// before a segment is committed, and kept for the next segment when there turned out to
+/// be none. Dropping the source frees the spare.
+struct FrameSource<'a, F, A> {
+    alloc: &'a mut A,
+    max_len: usize,
+    spare: Option<F>,
+    /// An allocation failed: nothing more is tried in this call.
+    exhausted: bool,
+}
+
+/// A segment that was not written: no frame at hand, or too long for it.
+#[derive(Debug)]
+struct NotSent;
+
+impl<'a, F: Frame, A: FnMut(usize) -> Option<F>> FrameSource<'a, F, A> {
+    fn new(alloc: &'a mut A, max_len: usize) -> Self {
+        FrameSource {
+            alloc,
+            max_len,
+            spare: None,
+            exhausted: false,
+        }
+    }
+
+    /// Whether a frame is at hand (allocating one if needed).
+    fn ready(&mut self) -> bool {
+        if self.spare.is_none() && !self.exhausted {
+            self.spare = (self.alloc)(self.max_len);
+            self.exhausted = self.spare.is_none();
+        }
+        self.spare.is_some()
+    }
+
+    /// Writes Ethernet + IPv4 + the segment into the frame at hand and appends it to
+    /// `out`. With no frame at hand, or a segment too long for it, the segment is not sent.
+    fn write(
+        &mut self,
+        t: &Transmit<'_>,
+        src_mac: EthernetAddress,
+        dst_mac: EthernetAddress,
+        caps: crate::wire::ChecksumCaps,
+        out: &mut Vec<F>,
+    ) -> Result<(), NotSent> {
+        if !self.ready() {
+            return Err(NotSent);
+        }
+        let Some(mut frame) = self.spare.take() else {
+            return Err(NotSent);
+        };
+        if write_frame(t, src_mac, dst_mac, caps, &mut frame) {
+            out.push(frame);
+            Ok(())
+        } else {
+            self.spare = Some(frame);
+            Err(NotSent)
+        }
+    }
+}
+
+/// Writes Ethernet + IPv4 + the segment into `frame`, setting its length. False, with
+/// the frame's contents undefined, if the segment does not fit.
 fn write_frame<F: Frame>(
     t: &Transmit<'_>,
     src_mac: EthernetAddress,
     dst_mac: EthernetAddress,
     caps: crate::wire::ChecksumCaps,
-    alloc: &mut impl FnMut(usize) -> Option<F>,
-    out: &mut Vec<F>,
+    frame: &mut F,
 ) -> bool {
     let tcp_len = t.buffer_len();
     let len = ETH_HEADER_LEN + IPV4_HEADER_LEN + tcp_len;
-    let Some(mut frame) = alloc(len) else {
-        return false;
-    };
     if !frame.set_len(len) {
         return false;
     }
@@ -1143,6 +1226,5 @@ fn write_frame<F: Frame>(
     {
         return false;
     }
-    out.push(frame);
     true
 }

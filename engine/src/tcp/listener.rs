@@ -85,6 +85,28 @@ pub struct ListenerStats {
     pub handshake_timeouts: u64,
 }
 
+impl ListenerStats {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &ListenerStats) {
+        let ListenerStats {
+            syns,
+            cookies_sent,
+            cookies_accepted,
+            cookies_rejected,
+            syns_dropped,
+            resets_sent,
+            handshake_timeouts,
+        } = *other;
+        self.syns += syns;
+        self.cookies_sent += cookies_sent;
+        self.cookies_accepted += cookies_accepted;
+        self.cookies_rejected += cookies_rejected;
+        self.syns_dropped += syns_dropped;
+        self.resets_sent += resets_sent;
+        self.handshake_timeouts += handshake_timeouts;
+    }
+}
+
 /// A passive open on `local`.
 #[derive(Debug)]
 pub struct Listener {

@@ -1,0 +1,190 @@
+//! The application API's edges, driven through whole stacks: what `Ctx` reports, which
+//! events an application gets when it ends a connection itself, the figures that survive
+//! a stop, and a transmit path that never commits a segment it has no buffer for.
+mod stack_support;
+
+use engine::port::VecFrame;
+use engine::stack::{App, ConnId, Ctx, Event, StackConfig};
+use engine::tcp::{TcpConfig, TcpError};
+use engine::time::{Duration, Instant};
+use engine::wire::tcp::Control;
+use stack_support::*;
+
+fn config() -> StackConfig {
+    StackConfig {
+        tcp: TcpConfig {
+            send_buffer: 16 * 1024,
+            ..TcpConfig::default()
+        },
+        ..StackConfig::default()
+    }
+}
+
+#[test]
+fn send_capacity_is_the_room_left_in_the_send_buffer() {
+    let mut pair = Pair::new(config());
+    let (client, _) = pair.connect();
+    let now = pair.now;
+    let mut cx = Ctx::new(&mut pair.client, now);
+    assert_eq!(cx.send_capacity(client), 16 * 1024);
+    assert_eq!(cx.send(client, &[1u8; 1000]), Ok(1000));
+    assert_eq!(cx.send_capacity(client), 16 * 1024 - 1000);
+    // What it reports is what send takes.
+    let room = cx.send_capacity(client);
+    assert_eq!(cx.send(client, &vec![2u8; room + 10]), Ok(room));
+    assert_eq!(cx.send_capacity(client), 0);
+}
+
+/// Aborts every connection as soon as it is accepted, from inside the callback, or from
+/// `on_poll`; records every event.
+#[derive(Default)]
+struct Aborter {
+    in_poll: bool,
+    pending: Vec<ConnId>,
+    events: Vec<(ConnId, Event)>,
+}
+
+impl App for Aborter {
+    fn on_event(&mut self, cx: &mut Ctx<'_>, conn: ConnId, event: Event) {
+        self.events.push((conn, event));
+        if let Event::Accepted { .. } = event {
+            if self.in_poll {
+                self.pending.push(conn);
+            } else {
+                cx.abort(conn).expect("abort");
+            }
+        }
+    }
+
+    fn on_poll(&mut self, cx: &mut Ctx<'_>) {
+        for conn in self.pending.drain(..) {
+            cx.abort(conn).expect("abort");
+        }
+    }
+}
+
+fn abort_gets_closed(in_poll: bool) {
+    let mut server = stack(SERVER, CLIENT, config(), Default::default());
+    server.listen(SERVER_PORT).unwrap();
+    let mut client = stack(CLIENT, SERVER, config(), Default::default());
+    let mut app = Aborter {
+        in_poll,
+        ..Aborter::default()
+    };
+    let mut client_app = Recorder::new(true, false);
+    let now = Instant::ZERO;
+    client.connect(now, Pair::server_addr()).unwrap();
+    for _ in 0..4 {
+        let frames = flush(&mut client, &mut client_app, now);
+        deliver(&mut server, now, &frames);
+        let frames = flush(&mut server, &mut app, now);
+        deliver(&mut client, now, &frames);
+    }
+    let accepted: Vec<ConnId> = app
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Accepted { .. }))
+        .map(|&(c, _)| c)
+        .collect();
+    assert_eq!(accepted.len(), 1);
+    let closed: Vec<Event> = app
+        .events
+        .iter()
+        .filter(|(c, e)| *c == accepted[0] && matches!(e, Event::Closed { .. }))
+        .map(|&(_, e)| e)
+        .collect();
+    assert_eq!(
+        closed,
+        [Event::Closed {
+            error: Some(TcpError::Aborted)
+        }],
+        "events: {:?}",
+        app.events
+    );
+    assert_eq!(server.connection_count(), 0);
+    // The client saw the RST.
+    assert!(client_app.events.iter().any(|(_, e)| *e
+        == Event::Closed {
+            error: Some(TcpError::Reset)
+        }));
+}
+
+#[test]
+fn an_abort_inside_the_callback_is_followed_by_closed() {
+    abort_gets_closed(false);
+}
+
+#[test]
+fn an_abort_from_on_poll_is_followed_by_closed() {
+    abort_gets_closed(true);
+}
+
+#[test]
+fn listener_figures_survive_abort_all() {
+    let mut pair = Pair::new(config());
+    pair.connect();
+    let before = pair.server.listener_figures();
+    let syns = before.iter().find(|(n, _)| *n == "listen_syns").unwrap().1;
+    assert_eq!(syns, 1);
+    pair.server.abort_all();
+    let now = pair.now;
+    flush(&mut pair.server, &mut pair.server_app, now);
+    assert_eq!(pair.server.listener_figures(), before);
+}
+
+#[test]
+fn a_pool_miss_commits_nothing_to_the_sequence_space() {
+    // A segment is committed only once it has a buffer: after a failed allocation the
+    // same segment goes out at the next transmit, not one retransmission timeout later.
+    let mut pair = Pair::new(config());
+    let (client, _) = pair.connect();
+    let now = pair.now;
+    Ctx::new(&mut pair.client, now)
+        .send(client, b"hello")
+        .unwrap();
+    pair.client.dispatch(now, &mut pair.client_app);
+    let mut out: Vec<VecFrame> = Vec::new();
+    pair.client.transmit(now, &mut |_| None, &mut out);
+    assert!(out.is_empty());
+    pair.client
+        .transmit(now, &mut |len| Some(VecFrame::new(len)), &mut out);
+    let segs: Vec<Seg> = out
+        .iter()
+        .filter_map(|f| seg(engine::port::Frame::data(f)))
+        .collect();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert_eq!(segs[0].payload_len, 5);
+    // And so does a listener's SYN-ACK.
+    let mut server = stack(SERVER, CLIENT, config(), Default::default());
+    server.listen(SERVER_PORT).unwrap();
+    let mut client_stack = stack(CLIENT, SERVER, config(), Default::default());
+    let mut client_app = Recorder::new(true, false);
+    let mut server_app = Recorder::new(true, false);
+    client_stack.connect(now, Pair::server_addr()).unwrap();
+    let syn = flush(&mut client_stack, &mut client_app, now);
+    deliver(&mut server, now, &syn);
+    server.dispatch(now, &mut server_app);
+    let mut out: Vec<VecFrame> = Vec::new();
+    server.transmit(now, &mut |_| None, &mut out);
+    assert!(out.is_empty());
+    let later = now + Duration::from_millis(1);
+    server.transmit(later, &mut |len| Some(VecFrame::new(len)), &mut out);
+    let segs: Vec<Seg> = out
+        .iter()
+        .filter_map(|f| seg(engine::port::Frame::data(f)))
+        .collect();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert_eq!(segs[0].control, Control::Syn);
+}
+
+#[test]
+fn connection_figures_are_reachable_from_ctx() {
+    let mut pair = Pair::new(config());
+    let (client, _) = pair.connect();
+    let now = pair.now;
+    let cx = Ctx::new(&mut pair.client, now);
+    let conn = cx.connection(client).expect("a live connection");
+    assert_eq!(conn.stats().retransmits, 0);
+    assert!(conn.cwnd() > 0);
+    assert_eq!(conn.remote(), Pair::server_addr());
+}
