@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dpdk_sys::{Eal, EalArgs, Mempool, Port, PortConfig};
-use engine::fault::{FaultConfig, FaultyPort};
 use engine::iface::{IfaceConfig, Interface};
 use engine::poll::{Engine, IdleStrategy};
 use engine::stack::{App, Stack, StackConfig, StackKeys};
@@ -17,12 +16,13 @@ use engine::tcp::State;
 use engine::time::{Clock, Duration, MonotonicClock};
 use engine::wire::ipv4::Ipv4Cidr;
 use engine::wire::{ChecksumCaps, EthernetAddress};
+use ports::fault::{FaultConfig, FaultyPort};
 
 use crate::apps::{AnyApp, AppFactory};
-use crate::cli::{AppName, ServeArgs, EXIT_FAILURE, EXIT_USAGE};
+use crate::args::{AppName, ServeArgs, EXIT_FAILURE, EXIT_USAGE};
 use crate::ctl::{ControlServer, StatsBoard};
-use crate::dpdk_port::{DpdkQueue, MbufFrame};
 use crate::preflight;
+use ports::dpdk::{DpdkQueue, MbufFrame};
 
 /// Mbufs per core: its rx and tx rings (1024 each), bursts in flight, steering queues,
 /// and the per-lcore cache.
@@ -389,7 +389,7 @@ where
 }
 
 /// TCP counters, connections by state and steering figures, as named values.
-fn stack_figures<P: engine::port::Port, A: App, S: engine::poll::Steer<P::Frame>>(
+fn stack_figures<P: engine::port::Port, A: App, S: engine::steer::Steer<P::Frame>>(
     e: &Engine<P, A, S>,
 ) -> Vec<(&'static str, u64)> {
     let stack = e.stack();

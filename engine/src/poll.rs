@@ -15,11 +15,11 @@ use core::net::Ipv4Addr;
 use core::str::FromStr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::flow::FourTuple;
 use crate::iface::{Interface, ARP_FRAME_LEN};
 use crate::port::{Frame, IdleSupport, Port};
 use crate::stack::{App, NoApp, Received, Stack, StackConfig, StackKeys};
 use crate::stats::{Counters, DropReason};
+use crate::steer::{NoSteer, Steer};
 use crate::time::{Clock, Duration, Instant};
 
 /// Receive bursts taken per poll at most (when the device has that many frames queued)
@@ -92,28 +92,6 @@ impl FromStr for IdleStrategy {
             "interrupt" => Ok(IdleStrategy::Interrupt),
             _ => Err(ParseIdleStrategyError),
         }
-    }
-}
-
-/// Where frames of flows this core does not own go (software steering between cores).
-pub trait Steer<F> {
-    /// Hands `frame` (a TCP segment of `tuple`) to the core that owns the flow. Returns
-    /// the frame if that is impossible (queue full); the loop then drops and counts it.
-    fn forward(&mut self, tuple: &FourTuple, frame: F) -> Result<(), F>;
-    /// Appends frames other cores handed to this one.
-    fn receive(&mut self, out: &mut Vec<F>, max: usize) -> usize;
-}
-
-/// No other cores: nothing is ever forwarded.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoSteer;
-
-impl<F> Steer<F> for NoSteer {
-    fn forward(&mut self, _: &FourTuple, frame: F) -> Result<(), F> {
-        Err(frame)
-    }
-    fn receive(&mut self, _: &mut Vec<F>, _: usize) -> usize {
-        0
     }
 }
 

@@ -10,7 +10,8 @@
 //! that the new flow's home is the opening core ([`FlowSteer::pick_local_port`]); and
 //! [`Mesh`], one bounded lock-free single-producer/single-consumer queue per ordered pair
 //! of cores, over which a core hands values (received frames now, migrating connections
-//! later) to another; and [`MeshSteer`], the poll loop's [`Steer`] made of the two.
+//! later) to another; [`Steer`], how the poll loop hands frames of flows it does not own to their owner, with
+//! [`NoSteer`] for a single core and [`MeshSteer`] made of the two.
 //!
 //! May not: look into the values it carries, know which core owns a flow after a migration
 //! (the home core keeps a redirect entry in its table; that is the table's business),
@@ -24,7 +25,6 @@ use std::sync::Arc;
 use crossbeam::queue::ArrayQueue;
 
 use crate::flow::FourTuple;
-use crate::poll::Steer;
 use crate::table::FlowHashKey;
 
 /// Why a steering structure could not be built or used.
@@ -148,6 +148,28 @@ impl FlowSteer {
                 let tuple = FourTuple::new(SocketAddrV4::new(local_ip, port), remote);
                 self.home(&tuple) == core && usable(port)
             })
+    }
+}
+
+/// Where frames of flows this core does not own go (software steering between cores).
+pub trait Steer<F> {
+    /// Hands `frame` (a TCP segment of `tuple`) to the core that owns the flow. Returns
+    /// the frame if that is impossible (queue full); the loop then drops and counts it.
+    fn forward(&mut self, tuple: &FourTuple, frame: F) -> Result<(), F>;
+    /// Appends frames other cores handed to this one.
+    fn receive(&mut self, out: &mut Vec<F>, max: usize) -> usize;
+}
+
+/// No other cores: nothing is ever forwarded.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoSteer;
+
+impl<F> Steer<F> for NoSteer {
+    fn forward(&mut self, _: &FourTuple, frame: F) -> Result<(), F> {
+        Err(frame)
+    }
+    fn receive(&mut self, _: &mut Vec<F>, _: usize) -> usize {
+        0
     }
 }
 

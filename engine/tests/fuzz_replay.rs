@@ -14,7 +14,7 @@ mod tcp_input;
 
 use std::path::PathBuf;
 
-use engine::sim::SimRng;
+use engine::rng::SeededRng;
 
 fn fuzz_dir(sub: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -58,7 +58,7 @@ fn seeds_and_corpus_replay() {
 #[test]
 fn seeded_mutations_do_not_panic() {
     let seeds = tcp_input::seeds();
-    let mut rng = SimRng::new(0x5eed);
+    let mut rng = SeededRng::new(0x5eed);
     for _ in 0..5_000 {
         let mut input = seeds[rng.below(seeds.len() as u64) as usize].clone();
         for _ in 0..=rng.below(6) {
@@ -68,7 +68,7 @@ fn seeded_mutations_do_not_panic() {
     }
 }
 
-fn mutate(rng: &mut SimRng, input: &mut Vec<u8>) {
+fn mutate(rng: &mut SeededRng, input: &mut Vec<u8>) {
     let len = input.len() as u64;
     match rng.below(7) {
         0 if len > 0 => {

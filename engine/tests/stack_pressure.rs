@@ -4,9 +4,10 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 use engine::iface::{IfaceConfig, Interface};
-use engine::poll::{Engine, NoSteer};
+use engine::poll::Engine;
 use engine::port::{Frame, Port, VecFrame};
 use engine::stack::{NoApp, Stack, StackConfig, StackKeys};
+use engine::steer::NoSteer;
 use engine::time::Instant;
 use engine::wire::ethernet::EthernetFrame;
 use engine::wire::ipv4::{IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr};

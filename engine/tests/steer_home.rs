@@ -3,23 +3,23 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use engine::flow::FourTuple;
-use engine::sim::SimRng;
+use engine::rng::SeededRng;
 use engine::steer::{FlowSteer, SteerError};
 use engine::table::FlowHashKey;
 
 const KEY: FlowHashKey = FlowHashKey::from_words(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
 
-fn addr(rng: &mut SimRng) -> SocketAddrV4 {
+fn addr(rng: &mut SeededRng) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(rng.next_u64() as u32), rng.next_u64() as u16)
 }
 
-fn random_tuple(rng: &mut SimRng) -> FourTuple {
+fn random_tuple(rng: &mut SeededRng) -> FourTuple {
     FourTuple::new(addr(rng), addr(rng))
 }
 
 #[test]
 fn home_is_symmetric_and_in_range() {
-    let mut rng = SimRng::new(1);
+    let mut rng = SeededRng::new(1);
     for cores in 1..=9 {
         let steer = FlowSteer::new(cores, KEY).unwrap();
         for _ in 0..10_000 {
@@ -40,7 +40,7 @@ fn every_core_computes_the_same_home_and_the_key_matters() {
     let a = FlowSteer::new(8, KEY).unwrap();
     let b = FlowSteer::new(8, KEY).unwrap();
     let other = FlowSteer::new(8, FlowHashKey::from_words(1, 2)).unwrap();
-    let mut rng = SimRng::new(2);
+    let mut rng = SeededRng::new(2);
     let mut differ = 0;
     for _ in 0..1000 {
         let t = random_tuple(&mut rng);
@@ -72,7 +72,7 @@ fn assert_even(steer: &FlowSteer, flows: impl Iterator<Item = FourTuple>) {
 fn random_flows_spread_evenly() {
     for cores in [2, 3, 4, 6, 8] {
         let steer = FlowSteer::new(cores, KEY).unwrap();
-        let mut rng = SimRng::new(u64::from(cores));
+        let mut rng = SeededRng::new(u64::from(cores));
         assert_even(&steer, (0..100_000).map(|_| random_tuple(&mut rng)));
     }
 }
@@ -99,7 +99,7 @@ fn picked_ports_home_on_the_requested_core_and_are_the_first_from_the_hint() {
     let steer = FlowSteer::new(4, KEY).unwrap();
     let local_ip = Ipv4Addr::new(10, 0, 0, 1);
     let range = 32768..=60999;
-    let mut rng = SimRng::new(3);
+    let mut rng = SeededRng::new(3);
     for _ in 0..2000 {
         let remote = addr(&mut rng);
         let core = rng.below(4) as u16;

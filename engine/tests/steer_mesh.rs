@@ -4,7 +4,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use engine::flow::FourTuple;
-use engine::poll::Steer;
+use engine::steer::Steer;
 use engine::steer::{FlowSteer, MeshSteer};
 use engine::table::FlowHashKey;
 

@@ -12,13 +12,14 @@ use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use engine::iface::{IfaceConfig, Interface};
-use engine::poll::{Engine, IdleStrategy, NoSteer};
+use engine::poll::{Engine, IdleStrategy};
 use engine::port::Port;
 use engine::stack::{Stack, StackConfig, StackKeys, TcpCounters};
+use engine::steer::NoSteer;
 use engine::time::{Clock, Duration, Instant, MonotonicClock};
 use engine::wire::ipv4::Ipv4Cidr;
 use engine::wire::EthernetAddress;
-use migratory_apps::dpdk_port::DpdkQueue;
+use ports::dpdk::DpdkQueue;
 use serde::Serialize;
 
 use crate::cli;

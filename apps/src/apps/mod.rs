@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use engine::stack::{App, ConnId, Ctx, Event, StackError};
 
-use crate::cli::AppName;
+use crate::args::AppName;
 
 pub mod discard;
 pub mod echo;

@@ -35,8 +35,9 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 
 use super::{Host, PortHost, SimPort};
 use crate::iface::{IfaceConfig, Interface};
-use crate::poll::{Engine, NoSteer};
+use crate::poll::Engine;
 use crate::stack::{App, ConnId, Ctx, Event, Stack, StackConfig, StackError, StackKeys};
+use crate::steer::NoSteer;
 use crate::tcp::TcpError;
 use crate::time::Instant;
 use crate::wire::ipv4::Ipv4Cidr;

@@ -4,7 +4,7 @@
 //! Owns: the link's random stream, its FIFO and serialisation state, and its counters.
 //! May not: deliver anything (the network schedules what this returns) or read a clock.
 use super::faults::Faults;
-use super::rng::SimRng;
+use crate::rng::SeededRng;
 use crate::time::{Duration, Instant};
 
 /// Length of the Ethernet II header, which corruption spares and the MTU excludes.
@@ -47,7 +47,7 @@ impl core::ops::AddAssign for LinkStats {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
-    rng: SimRng,
+    rng: SeededRng,
     pub(crate) stats: LinkStats,
     /// Arrival time of the last in-order copy: later in-order copies arrive no earlier.
     fifo_until: Instant,
@@ -56,7 +56,7 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    pub(crate) fn new(rng: SimRng) -> Self {
+    pub(crate) fn new(rng: SeededRng) -> Self {
         Link {
             rng,
             stats: LinkStats::default(),
@@ -125,7 +125,7 @@ impl Link {
 
 /// Flips `count` distinct random bits after the Ethernet header (anywhere in a frame no
 /// longer than the header). Returns false, leaving the frame alone, if it is empty.
-fn flip_bits(rng: &mut SimRng, frame: &mut [u8], count: u32) -> bool {
+fn flip_bits(rng: &mut SeededRng, frame: &mut [u8], count: u32) -> bool {
     let start = if frame.len() > ETHERNET_HEADER_LEN {
         ETHERNET_HEADER_LEN
     } else {
@@ -158,7 +158,7 @@ mod tests {
     use super::*;
 
     fn run(faults: &Faults, frames: usize, len: usize) -> (Link, Vec<(Instant, Vec<u8>)>) {
-        let mut link = Link::new(SimRng::new(3));
+        let mut link = Link::new(SeededRng::new(3));
         let mut out = Vec::new();
         for i in 0..frames {
             let mut frame = vec![0u8; len];
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn corruption_flips_only_after_the_ethernet_header() {
-        let mut rng = SimRng::new(9);
+        let mut rng = SeededRng::new(9);
         for _ in 0..1000 {
             let mut frame = vec![0u8; 60];
             assert!(flip_bits(&mut rng, &mut frame, 3));

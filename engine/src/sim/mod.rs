@@ -3,14 +3,14 @@
 //! Owns: the [`Host`] interface (a sans-IO endpoint: frames in, frames out, a deadline),
 //! the [`Network`] that connects hosts over a simulated Ethernet segment and jumps a
 //! virtual clock from event to event, per-link [`Faults`] (loss, reordering, duplication,
-//! delay and jitter, corruption, bandwidth, MTU) drawn from a seeded [`SimRng`], the
+//! delay and jitter, corruption, bandwidth, MTU) drawn from a seeded [`crate::rng::SeededRng`], the
 //! counters, capture files for Wireshark ([`pcap`]), and [`SimPort`], a [`crate::port::Port`]
 //! over the simulated wire so the real poll loop can run here, with [`endpoint`] to run
 //! whole TCP/IP endpoints (stack and application) on it.
 //!
 //! May not: read a real clock, sleep, touch a device or a socket, or draw randomness from
 //! anywhere but its seed. The same seed and the same hosts give the same run, byte for
-//! byte (hosts that want randomness should draw it from a [`SimRng`] seeded by the test).
+//! byte (hosts that want randomness should draw it from a [`crate::rng::SeededRng`] seeded by the test).
 //!
 //! # Plugging a protocol in
 //! Implement [`Host`] for a wrapper around the endpoint: `receive` parses and hands the
@@ -46,14 +46,12 @@ mod link;
 mod network;
 pub mod pcap;
 mod port;
-mod rng;
 
 pub use faults::{FaultError, Faults};
 pub use link::LinkStats;
 pub use network::{CaptureMode, Network, NetworkStats};
 pub use pcap::Resolution;
 pub use port::{FnDriver, PortDriver, PortHost, SimPort, SimPortStats};
-pub use rng::{splitmix64, SimRng};
 
 use crate::time::Instant;
 

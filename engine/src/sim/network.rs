@@ -25,8 +25,8 @@ use std::io::{self, Write};
 use super::faults::{FaultError, Faults};
 use super::link::{Link, LinkStats, ETHERNET_HEADER_LEN};
 use super::pcap::{PcapWriter, Resolution};
-use super::rng::SimRng;
 use super::{Host, HostId, SimError};
+use crate::rng::SeededRng;
 use crate::time::{Duration, Instant};
 
 /// Which frames the capture records.
@@ -189,7 +189,7 @@ impl Wire {
         let link = self.links.entry((from, to)).or_insert_with(|| {
             // One stream per ordered pair: traffic in one direction does not shift the
             // random draws of another.
-            Link::new(SimRng::derive(seed, ((from as u64) << 32) | to as u64))
+            Link::new(SeededRng::derive(seed, ((from as u64) << 32) | to as u64))
         });
         let (in_flight, next_seq) = (&mut self.in_flight, &mut self.next_seq);
         link.transmit(faults, self.now, frame, |at, bytes| {

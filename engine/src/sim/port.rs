@@ -7,9 +7,9 @@
 use std::collections::VecDeque;
 
 use super::Host;
-use crate::poll::Steer;
 use crate::port::{Frame, Port, VecFrame};
 use crate::stack::App;
+use crate::steer::Steer;
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 

@@ -6,56 +6,49 @@
 //! caller allocates, and applications are driven by [`Stack::dispatch`]. The poll loop
 //! (`poll::Engine`) and the simulator are the two drivers.
 //!
-//! Connections are numbered by [`ConnId`] (slot index + generation, so a stale id never
-//! reaches a newer connection). The table maps 4-tuples to ids with a keyed hash; the
+//! The module's files, by concern: `slab` (connections by [`ConnId`], slot index +
+//! generation, so a stale id never reaches a newer connection), `counters` (what the stack
+//! counts and reports), `dispatch` (events to the application), `egress` (segments into
+//! frames, next hops, timer re-arming), `app` (the application API); this file holds the
+//! stack itself, its set-up, and the way in (frames to connections, listeners, timers).
+//! The table maps 4-tuples to ids with a keyed hash; the
 //! wheel holds one timer per connection, re-armed whenever its earliest deadline moves.
 //! A connection that reaches TIME-WAIT with nothing left for the application is replaced
 //! by a compact record in the table ([`crate::tcp::TimeWaitRecord`]), which answers its
 //! 4-tuple until 2 MSL have passed; the application sees [`Event::Closed`] at once.
 pub mod app;
+mod counters;
+mod dispatch;
+mod egress;
+mod slab;
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::ops::RangeInclusive;
 
 use crate::flow::FourTuple;
 use crate::iface::{Interface, Verdict};
-use crate::port::Frame;
-use crate::sim::splitmix64;
+use crate::rng::splitmix64;
 use crate::stats::{Counters, DropReason};
 use crate::steer::FlowSteer;
-use crate::table::{ConnTable, EntryKind, FlowHashKey, Lookup, TableLimits};
+use crate::table::{ConnTable, FlowHashKey, Lookup, TableLimits};
 use crate::tcp::{
-    reset_for, Connection, Events, IsnGenerator, Listener, ListenerConfig, ListenerStats, SipKey,
-    State, TcpConfig, TcpError, TimeWaitRecord, TimeWaitVerdict, Transmit,
+    reset_for, Connection, IsnGenerator, Listener, ListenerConfig, ListenerStats, SipKey,
+    TcpConfig, TcpError, TimeWaitRecord, TimeWaitVerdict,
 };
 use crate::time::{Duration, Instant};
-use crate::timer::{TimerHandle, TimerWheel};
-use crate::wire::ethernet::{EthernetFrame, HEADER_LEN as ETH_HEADER_LEN};
-use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, DEFAULT_HOP_LIMIT};
+use crate::timer::TimerWheel;
+use crate::wire::ipv4::Ipv4Repr;
 use crate::wire::tcp::{TcpPacket, TcpRepr};
-use crate::wire::{Error as WireError, EthernetAddress, EthernetProtocol, EthernetRepr};
+use crate::wire::{Error as WireError, EthernetAddress};
+use egress::{conn_reset, next_hop};
 
 pub use app::{App, Ctx, Event, NoApp};
+pub use counters::TcpCounters;
+pub use slab::ConnId;
+use slab::{Entry, Slab};
 
-/// IPv4 header length of every packet we send (no options).
-const IPV4_HEADER_LEN: usize = 20;
 /// Stateless replies (RSTs for unknown flows) queued at most per poll; more are dropped.
 const MAX_REPLIES: usize = 256;
-
-/// A connection of one core's stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    index: u32,
-    generation: u32,
-}
-
-impl ConnId {
-    /// The slot index: small and dense, for applications that keep per-connection state
-    /// in a `Vec`. Reused after [`Event::Closed`].
-    pub fn index(self) -> usize {
-        self.index as usize
-    }
-}
 
 /// Errors of the stack's calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -133,94 +126,6 @@ impl Default for StackConfig {
     }
 }
 
-/// TCP-level counters of one core. Names are stable: scripts read them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TcpCounters {
-    pub segments_in: u64,
-    pub segments_out: u64,
-    pub resets_sent_no_connection: u64,
-    pub accepted: u64,
-    pub opened: u64,
-    pub closed: u64,
-    pub errors: u64,
-    pub table_full: u64,
-    pub no_buffers: u64,
-    pub no_route: u64,
-    /// SYNs dropped because buffers ran low.
-    pub syn_dropped_low_buffers: u64,
-    /// Sums over closed connections (live ones are added when reporting).
-    pub retransmits: u64,
-    pub fast_recoveries: u64,
-    pub rto_expiries: u64,
-    pub sack_retransmits: u64,
-}
-
-impl TcpCounters {
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
-        let TcpCounters {
-            segments_in,
-            segments_out,
-            resets_sent_no_connection,
-            accepted,
-            opened,
-            closed,
-            errors,
-            table_full,
-            no_buffers,
-            no_route,
-            syn_dropped_low_buffers,
-            retransmits,
-            fast_recoveries,
-            rto_expiries,
-            sack_retransmits,
-        } = *self;
-        [
-            ("tcp_segments_in", segments_in),
-            ("tcp_segments_out", segments_out),
-            ("tcp_resets_sent_no_connection", resets_sent_no_connection),
-            ("tcp_accepted", accepted),
-            ("tcp_opened", opened),
-            ("tcp_closed", closed),
-            ("tcp_errors", errors),
-            ("tcp_drop_table_full", table_full),
-            ("tcp_no_buffers", no_buffers),
-            ("tcp_no_route", no_route),
-            ("tcp_syn_dropped_low_buffers", syn_dropped_low_buffers),
-            ("tcp_retransmits", retransmits),
-            ("tcp_fast_recoveries", fast_recoveries),
-            ("tcp_rto_expiries", rto_expiries),
-            ("tcp_sack_retransmits", sack_retransmits),
-        ]
-        .into_iter()
-    }
-
-    fn add_connection(&mut self, c: &Connection) {
-        let s = c.stats();
-        self.retransmits += u64::from(s.retransmits);
-        self.fast_recoveries += u64::from(s.fast_recoveries);
-        self.rto_expiries += u64::from(s.timeouts);
-        self.sack_retransmits += u64::from(s.sack_retransmits);
-    }
-}
-
-#[derive(Debug)]
-struct Entry {
-    conn: Connection,
-    timer: Option<TimerHandle>,
-    deadline: Option<Instant>,
-    /// In `Stack::touched` (events to deliver or output to send).
-    touched: bool,
-    /// The local port of the listener that accepted it (passive opens).
-    listener_port: Option<u16>,
-    user: u64,
-}
-
-#[derive(Debug, Default)]
-struct Slot {
-    generation: u32,
-    entry: Option<Entry>,
-}
-
 /// One core's TCP/IP endpoint. See the module documentation.
 #[derive(Debug)]
 pub struct Stack {
@@ -228,8 +133,7 @@ pub struct Stack {
     config: StackConfig,
     keys: StackKeys,
     isn: IsnGenerator,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
+    slab: Slab,
     /// Connections, compact TIME-WAIT records (a connection is dropped once it reaches
     /// TIME-WAIT with nothing left for the application) and listeners.
     table: ConnTable<ConnId, u32, TimeWaitRecord>,
@@ -287,8 +191,7 @@ impl Stack {
             iface,
             config,
             keys,
-            slots: Vec::new(),
-            free: Vec::new(),
+            slab: Slab::default(),
             listeners: Vec::new(),
             retired_listeners: ListenerStats::default(),
             listeners_dirty: false,
@@ -319,61 +222,8 @@ impl Stack {
         self.iface.counters_mut()
     }
 
-    /// TCP counters, with the retransmission figures of live connections included.
-    pub fn tcp_counters(&self) -> TcpCounters {
-        let mut c = self.tcp;
-        for slot in &self.slots {
-            if let Some(e) = &slot.entry {
-                c.add_connection(&e.conn);
-            }
-        }
-        c
-    }
-
     pub fn config(&self) -> &StackConfig {
         &self.config
-    }
-
-    /// The listeners' counters, summed, as named figures.
-    pub fn listener_figures(&self) -> [(&'static str, u64); 7] {
-        let mut t = self.retired_listeners;
-        for l in &self.listeners {
-            t.add(&l.stats());
-        }
-        [
-            ("listen_syns", t.syns),
-            ("listen_cookies_sent", t.cookies_sent),
-            ("listen_cookies_accepted", t.cookies_accepted),
-            ("listen_cookies_rejected", t.cookies_rejected),
-            ("listen_syns_dropped", t.syns_dropped),
-            ("listen_resets_sent", t.resets_sent),
-            ("listen_handshake_timeouts", t.handshake_timeouts),
-        ]
-    }
-
-    /// Connections held, by state (listeners' half-open ones excluded).
-    pub fn connections_by_state(&self) -> Vec<(State, usize)> {
-        let mut out: Vec<(State, usize)> = Vec::new();
-        for e in self.slots.iter().filter_map(|s| s.entry.as_ref()) {
-            let st = e.conn.state();
-            match out.iter_mut().find(|(s, _)| *s == st) {
-                Some((_, n)) => *n += 1,
-                None => out.push((st, 1)),
-            }
-        }
-        let time_wait = self.time_wait_count();
-        if time_wait > 0 {
-            match out.iter_mut().find(|(s, _)| *s == State::TimeWait) {
-                Some((_, n)) => *n += time_wait,
-                None => out.push((State::TimeWait, time_wait)),
-            }
-        }
-        out
-    }
-
-    /// Compact TIME-WAIT records held (connections in TIME-WAIT that were dropped).
-    pub fn time_wait_count(&self) -> usize {
-        self.table.len(EntryKind::TimeWait)
     }
 
     /// Resets every connection (RST to each peer, [`Event::Closed`] to the application
@@ -385,35 +235,12 @@ impl Stack {
             self.retired_listeners.add(&listener.stats());
         }
         self.listeners_dirty = true;
-        let ids: Vec<ConnId> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.entry.is_some())
-            .map(|(i, s)| ConnId {
-                index: i as u32,
-                generation: s.generation,
-            })
-            .collect();
-        for id in ids {
+        for id in self.slab.ids() {
             if let Some(e) = self.entry_mut(id) {
                 e.conn.abort();
             }
             self.touch(id);
         }
-    }
-
-    /// Connections held (any state).
-    pub fn connection_count(&self) -> usize {
-        self.slots.len() - self.free.len()
-    }
-
-    /// Half-open connections held by listeners.
-    pub fn half_open_count(&self) -> usize {
-        self.listeners
-            .iter()
-            .map(|l| l.half_open() + l.pending_accept())
-            .sum()
     }
 
     /// Tells the stack whether the buffer pool is running low; while it is, SYNs to
@@ -436,15 +263,11 @@ impl Stack {
     }
 
     fn conn(&self, id: ConnId) -> Option<&Connection> {
-        let slot = self.slots.get(id.index as usize)?;
-        (slot.generation == id.generation).then_some(())?;
-        slot.entry.as_ref().map(|e| &e.conn)
+        self.slab.get(id).map(|e| &e.conn)
     }
 
     fn entry_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
-        let slot = self.slots.get_mut(id.index as usize)?;
-        (slot.generation == id.generation).then_some(())?;
-        slot.entry.as_mut()
+        self.slab.get_mut(id)
     }
 
     /// Runs `f` on the connection and marks it for output and events.
@@ -460,13 +283,7 @@ impl Stack {
     }
 
     fn user_data(&self, id: ConnId) -> u64 {
-        let Some(slot) = self.slots.get(id.index as usize) else {
-            return 0;
-        };
-        match &slot.entry {
-            Some(e) if slot.generation == id.generation => e.user,
-            _ => 0,
-        }
+        self.slab.get(id).map_or(0, |e| e.user)
     }
 
     fn set_user_data(&mut self, id: ConnId, value: u64) {
@@ -515,31 +332,11 @@ impl Stack {
         listener_port: Option<u16>,
     ) -> Result<ConnId, Box<Connection>> {
         let tuple = conn.tuple();
-        let index = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot::default());
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let slot = &mut self.slots[index as usize];
-        slot.generation = slot.generation.wrapping_add(1);
-        let id = ConnId {
-            index,
-            generation: slot.generation,
-        };
+        let id = self.slab.insert(Entry::new(conn, listener_port));
         if self.table.insert_connection(tuple, id).is_err() {
-            self.free.push(index);
-            return Err(Box::new(conn));
+            let entry = self.slab.remove(id).expect("just inserted");
+            return Err(Box::new(entry.conn));
         }
-        slot.entry = Some(Entry {
-            conn,
-            timer: None,
-            deadline: None,
-            touched: false,
-            listener_port,
-            user: 0,
-        });
         self.touch(id);
         Ok(id)
     }
@@ -549,14 +346,7 @@ impl Stack {
     /// [`Event::Closed`] at the next dispatch. False, leaving the connection whole, if it
     /// has no record or the TIME-WAIT table is full.
     fn replace_by_time_wait_record(&mut self, id: ConnId) -> bool {
-        let Some(slot) = self.slots.get_mut(id.index as usize) else {
-            return false;
-        };
-        let Some(e) = slot
-            .entry
-            .as_ref()
-            .filter(|_| slot.generation == id.generation)
-        else {
+        let Some(e) = self.slab.get(id) else {
             return false;
         };
         let Some((record, expiry)) = e.conn.time_wait_record() else {
@@ -570,7 +360,7 @@ impl Stack {
         {
             return false;
         }
-        let Some(entry) = slot.entry.take() else {
+        let Some(entry) = self.slab.remove(id) else {
             return false;
         };
         if let Some(h) = entry.timer {
@@ -578,19 +368,12 @@ impl Stack {
         }
         self.tcp.add_connection(&entry.conn);
         self.tcp.closed += 1;
-        self.free.push(id.index);
         self.closed_to_time_wait.push(id);
         true
     }
 
     fn remove(&mut self, id: ConnId) {
-        let Some(slot) = self.slots.get_mut(id.index as usize) else {
-            return;
-        };
-        if slot.generation != id.generation {
-            return;
-        }
-        let Some(entry) = slot.entry.take() else {
+        let Some(entry) = self.slab.remove(id) else {
             return;
         };
         if let Some(h) = entry.timer {
@@ -599,7 +382,6 @@ impl Stack {
         self.table.remove_connection(&entry.conn.tuple());
         self.tcp.add_connection(&entry.conn);
         self.tcp.closed += 1;
-        self.free.push(id.index);
     }
 
     /// Opens a connection to `remote` from a free ephemeral port.
@@ -833,398 +615,8 @@ impl Stack {
         [conns, listeners, time_wait].into_iter().flatten().min()
     }
 
-    /// Delivers the events of every touched connection to `app`, then calls its
-    /// `on_poll`, then delivers what the application's own calls raised (a connection it
-    /// aborted gets its [`Event::Closed`] here, in the same dispatch).
-    pub fn dispatch<A: App + ?Sized>(&mut self, now: Instant, app: &mut A) {
-        // Connections that went to TIME-WAIT records: gone, cleanly.
-        let mut gone = core::mem::take(&mut self.closed_to_time_wait);
-        for &id in &gone {
-            let mut cx = Ctx { stack: self, now };
-            app.on_event(&mut cx, id, Event::Closed { error: None });
-        }
-        gone.clear();
-        if self.closed_to_time_wait.is_empty() {
-            self.closed_to_time_wait = gone; // keep the allocation
-        }
-        self.deliver_touched(now, app);
-        let mut cx = Ctx { stack: self, now };
-        app.on_poll(&mut cx);
-        self.deliver_touched(now, app);
-    }
-
-    /// Delivers the pending events of every touched connection. Applications may touch
-    /// more connections (connect, or write to another): the list grows while we walk it.
-    fn deliver_touched<A: App + ?Sized>(&mut self, now: Instant, app: &mut A) {
-        let mut i = 0;
-        while i < self.touched.len() {
-            let id = self.touched[i];
-            i += 1;
-            self.deliver_events(now, app, id);
-        }
-    }
-
-    /// Delivers `id`'s events in their order (established, readable, peer closed,
-    /// writable, closed), again while the application's calls raise new ones (a bounded
-    /// number of rounds; what is left waits for the next dispatch). Once the connection
-    /// is closed, nothing but [`Event::Closed`] reaches the application.
-    fn deliver_events<A: App + ?Sized>(&mut self, now: Instant, app: &mut A, id: ConnId) {
-        const ROUNDS: usize = 4;
-        for _ in 0..ROUNDS {
-            let Some(e) = self.entry_mut(id) else { return };
-            let events = e.conn.take_events();
-            if events.is_empty() {
-                return;
-            }
-            let listener_port = e.listener_port;
-            let ordered = [
-                Events::ESTABLISHED,
-                Events::READABLE,
-                Events::PEER_CLOSED,
-                Events::WRITABLE,
-            ];
-            for kind in ordered {
-                if !events.contains(kind)
-                    || self.conn(id).is_none_or(|c| c.state() == State::Closed)
-                {
-                    continue;
-                }
-                let ev = if kind == Events::ESTABLISHED {
-                    match listener_port {
-                        Some(local_port) => Event::Accepted { local_port },
-                        None => Event::Connected,
-                    }
-                } else if kind == Events::READABLE {
-                    Event::Readable
-                } else if kind == Events::PEER_CLOSED {
-                    Event::PeerClosed
-                } else {
-                    Event::Writable
-                };
-                let mut cx = Ctx { stack: self, now };
-                app.on_event(&mut cx, id, ev);
-            }
-            if events.contains(Events::CLOSED) {
-                let error = self.conn(id).and_then(Connection::error);
-                if error.is_some() {
-                    self.tcp.errors += 1;
-                }
-                let mut cx = Ctx { stack: self, now };
-                app.on_event(&mut cx, id, Event::Closed { error });
-                return;
-            }
-        }
-    }
-
-    /// Writes every pending segment into frames from `alloc` (called with the largest
-    /// frame length, before a segment is committed: a pool miss leaves the segment
-    /// unsent, not sent-and-lost) and appends them to `out`. Stops early, leaving the
-    /// rest for the next call, when `alloc` fails. Removes closed connections and
-    /// re-arms timers.
-    pub fn transmit<F: Frame>(
-        &mut self,
-        now: Instant,
-        alloc: &mut impl FnMut(usize) -> Option<F>,
-        out: &mut Vec<F>,
-    ) {
-        let caps = self.iface.config().caps;
-        let our_mac = self.iface.mac();
-        let gateway = self.config.gateway;
-        let iface = &self.iface;
-        let tcp = &mut self.tcp;
-        let mut frames = FrameSource::new(alloc, ETH_HEADER_LEN + usize::from(self.config.tcp.mtu));
-
-        // Stateless replies first: they are the oldest. Without buffers they are dropped
-        // (the peer retransmits).
-        for (tuple, repr) in self.replies.drain(..) {
-            let t = Transmit {
-                tuple,
-                repr,
-                payload: [&[], &[]],
-            };
-            match resolve(iface, gateway, t.dst_ip(), now) {
-                None => tcp.no_route += 1,
-                Some(mac) => match frames.write(&t, our_mac, mac, caps, out) {
-                    Ok(()) => tcp.segments_out += 1,
-                    Err(_) => tcp.no_buffers += 1,
-                },
-            }
-        }
-
-        // Listeners only have output after their input or timers (`listeners_dirty`).
-        if self.listeners_dirty {
-            'listeners: for listener in &mut self.listeners {
-                loop {
-                    if !frames.ready() {
-                        tcp.no_buffers += 1;
-                        break 'listeners;
-                    }
-                    let Some(t) = listener.poll_transmit(now) else {
-                        break;
-                    };
-                    match resolve(iface, gateway, t.dst_ip(), now) {
-                        None => tcp.no_route += 1,
-                        Some(mac) => match frames.write(&t, our_mac, mac, caps, out) {
-                            Ok(()) => tcp.segments_out += 1,
-                            Err(_) => tcp.no_buffers += 1,
-                        },
-                    }
-                }
-            }
-            if !frames.exhausted {
-                self.listener_deadline = self
-                    .listeners
-                    .iter()
-                    .filter_map(Listener::poll_timeout)
-                    .min();
-                self.listeners_dirty = false;
-            }
-        }
-
-        let mut touched = core::mem::take(&mut self.touched);
-        // Connections whose output could not be tried (no MAC address for the next hop
-        // yet, or no buffers) stay touched, in order, for the next call: nothing else
-        // would bring them back (their timers are armed by what they send).
-        let mut kept = 0;
-        for i in 0..touched.len() {
-            let id = touched[i];
-            let Some(slot) = self.slots.get_mut(id.index as usize) else {
-                continue;
-            };
-            if slot.generation != id.generation {
-                continue;
-            }
-            let Some(e) = slot.entry.as_mut() else {
-                continue;
-            };
-            let mut done = false;
-            if !frames.exhausted {
-                if let Some(mac) = resolve(&self.iface, gateway, e.conn.tuple().remote_ip(), now) {
-                    done = true;
-                    loop {
-                        // The frame first: a segment is committed to the sequence space
-                        // only once it has somewhere to go.
-                        if !frames.ready() {
-                            self.tcp.no_buffers += 1;
-                            done = false;
-                            break;
-                        }
-                        let Some(t) = e.conn.poll_transmit(now) else {
-                            break;
-                        };
-                        match frames.write(&t, our_mac, mac, caps, out) {
-                            Ok(()) => self.tcp.segments_out += 1,
-                            // Longer than the frame (cannot happen: segments fit the MTU):
-                            // counted; retransmission recovers it.
-                            Err(_) => self.tcp.no_buffers += 1,
-                        }
-                    }
-                }
-            }
-            if e.conn.is_closed() && !e.conn.has_events() {
-                e.touched = false;
-                self.remove(id);
-                continue;
-            }
-            let mut to_record = false;
-            if e.conn.has_events() {
-                // Events first (the application has not seen the FIN, or the close, yet):
-                // come back after the next dispatch.
-                done = false;
-            } else if done && e.conn.state() == State::TimeWait {
-                // Unread data keeps the connection whole; reading it touches the
-                // connection and brings it back here.
-                to_record = e.conn.recv_queue() == 0;
-            }
-            e.touched = !done;
-            if to_record && self.replace_by_time_wait_record(id) {
-                continue;
-            }
-            if !done {
-                touched[kept] = id;
-                kept += 1;
-            }
-            self.rearm(id);
-        }
-        touched.truncate(kept);
-        self.touched = touched;
-    }
-
-    fn rearm(&mut self, id: ConnId) {
-        let Some(slot) = self.slots.get_mut(id.index as usize) else {
-            return;
-        };
-        let Some(e) = slot.entry.as_mut() else { return };
-        let deadline = e.conn.poll_timeout();
-        if deadline == e.deadline && (deadline.is_none() || e.timer.is_some()) {
-            return;
-        }
-        e.deadline = deadline;
-        match (deadline, e.timer) {
-            (Some(d), Some(h)) => {
-                if self.timers.rearm(h, d).is_err() {
-                    e.timer = self.timers.arm(d, id).ok();
-                }
-            }
-            (Some(d), None) => e.timer = self.timers.arm(d, id).ok(),
-            (None, Some(h)) => {
-                self.timers.cancel(h);
-                e.timer = None;
-            }
-            (None, None) => {}
-        }
-    }
-
-    /// Next hops of connections whose MAC address is unknown, for the driver to ARP.
-    /// Only connections still waiting to send are looked at: [`Stack::transmit`] keeps
-    /// exactly those touched, so this costs nothing when everything is resolved.
-    pub fn unresolved(&self, now: Instant) -> Vec<Ipv4Addr> {
-        let mut v = Vec::new();
-        for &id in &self.touched {
-            let Some(conn) = self.conn(id) else { continue };
-            if let Some(hop) = next_hop(&self.iface, self.config.gateway, conn.tuple().remote_ip())
-            {
-                if self.iface.arp_lookup(hop, now).is_none() && !v.contains(&hop) {
-                    v.push(hop);
-                }
-            }
-        }
-        v
-    }
-
     /// Counts a dropped frame at L2/L3 (for drivers).
     pub fn count_drop(&mut self, reason: DropReason) {
         self.iface.counters_mut().drop(reason);
     }
-}
-
-/// The next hop for `dst`: itself on our network, else the gateway.
-fn next_hop(iface: &Interface, gateway: Option<Ipv4Addr>, dst: Ipv4Addr) -> Option<Ipv4Addr> {
-    if iface.config().cidr.contains_addr(&dst) {
-        Some(dst)
-    } else {
-        gateway
-    }
-}
-
-/// The MAC address for `ip` (through the gateway when off-link), if known.
-fn resolve(
-    iface: &Interface,
-    gateway: Option<Ipv4Addr>,
-    ip: Ipv4Addr,
-    now: Instant,
-) -> Option<EthernetAddress> {
-    iface.arp_lookup(next_hop(iface, gateway, ip)?, now)
-}
-
-/// The RST that tells the peer of an aborted connection, if any.
-fn conn_reset(conn: &Connection) -> Option<(FourTuple, TcpRepr<'static>)> {
-    let repr = TcpRepr {
-        src_port: conn.local().port(),
-        dst_port: conn.remote().port(),
-        control: crate::wire::tcp::Control::Rst,
-        seq_number: conn.snd_nxt(),
-        ack_number: Some(conn.rcv_nxt()),
-        ..TcpRepr::default()
-    };
-    Some((conn.tuple(), repr))
-}
-
-/// Where `transmit` takes its frames: one frame is allocated (at the largest length)
-/// before a segment is committed, and kept for the next segment when there turned out to
-/// be none. Dropping the source frees the spare.
-struct FrameSource<'a, F, A> {
-    alloc: &'a mut A,
-    max_len: usize,
-    spare: Option<F>,
-    /// An allocation failed: nothing more is tried in this call.
-    exhausted: bool,
-}
-
-/// A segment that was not written: no frame at hand, or too long for it.
-#[derive(Debug)]
-struct NotSent;
-
-impl<'a, F: Frame, A: FnMut(usize) -> Option<F>> FrameSource<'a, F, A> {
-    fn new(alloc: &'a mut A, max_len: usize) -> Self {
-        FrameSource {
-            alloc,
-            max_len,
-            spare: None,
-            exhausted: false,
-        }
-    }
-
-    /// Whether a frame is at hand (allocating one if needed).
-    fn ready(&mut self) -> bool {
-        if self.spare.is_none() && !self.exhausted {
-            self.spare = (self.alloc)(self.max_len);
-            self.exhausted = self.spare.is_none();
-        }
-        self.spare.is_some()
-    }
-
-    /// Writes Ethernet + IPv4 + the segment into the frame at hand and appends it to
-    /// `out`. With no frame at hand, or a segment too long for it, the segment is not sent.
-    fn write(
-        &mut self,
-        t: &Transmit<'_>,
-        src_mac: EthernetAddress,
-        dst_mac: EthernetAddress,
-        caps: crate::wire::ChecksumCaps,
-        out: &mut Vec<F>,
-    ) -> Result<(), NotSent> {
-        if !self.ready() {
-            return Err(NotSent);
-        }
-        let Some(mut frame) = self.spare.take() else {
-            return Err(NotSent);
-        };
-        if write_frame(t, src_mac, dst_mac, caps, &mut frame) {
-            out.push(frame);
-            Ok(())
-        } else {
-            self.spare = Some(frame);
-            Err(NotSent)
-        }
-    }
-}
-
-/// Writes Ethernet + IPv4 + the segment into `frame`, setting its length. False, with
-/// the frame's contents undefined, if the segment does not fit.
-fn write_frame<F: Frame>(
-    t: &Transmit<'_>,
-    src_mac: EthernetAddress,
-    dst_mac: EthernetAddress,
-    caps: crate::wire::ChecksumCaps,
-    frame: &mut F,
-) -> bool {
-    let tcp_len = t.buffer_len();
-    let len = ETH_HEADER_LEN + IPV4_HEADER_LEN + tcp_len;
-    if !frame.set_len(len) {
-        return false;
-    }
-    let buf = frame.data_mut();
-    let mut eth = EthernetFrame::new_unchecked(&mut *buf);
-    EthernetRepr {
-        src_addr: src_mac,
-        dst_addr: dst_mac,
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut eth);
-    let ip = Ipv4Repr {
-        src_addr: t.src_ip(),
-        dst_addr: t.dst_ip(),
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp_len,
-        hop_limit: DEFAULT_HOP_LIMIT,
-    };
-    let mut ip_packet = Ipv4Packet::new_unchecked(&mut buf[ETH_HEADER_LEN..]);
-    ip.emit(&mut ip_packet, &caps);
-    if t.emit(&mut buf[ETH_HEADER_LEN + IPV4_HEADER_LEN..], &caps)
-        .is_err()
-    {
-        return false;
-    }
-    true
 }

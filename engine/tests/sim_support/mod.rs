@@ -28,7 +28,7 @@ pub fn toy_frame(dst: [u8; 6], src: [u8; 6], seq: u32, len: usize) -> Vec<u8> {
     let mut i = 0;
     while f.len() < len {
         if i % 8 == 0 {
-            word = engine::sim::splitmix64(&mut state);
+            word = engine::rng::splitmix64(&mut state);
         }
         f.push((word >> (8 * (i % 8))) as u8);
         i += 1;

@@ -1,11 +1,10 @@
-//! The simulator's seeded random numbers: xoshiro256** (Blackman and Vigna) seeded through
-//! SplitMix64, written from the algorithms' published descriptions.
+//! Seeded random numbers: xoshiro256** (Blackman and Vigna) seeded through SplitMix64,
+//! written from the algorithms' published descriptions.
 //!
-//! Owns: every random draw the simulated wire makes. May not: read any entropy source;
-//! the same seed must give the same stream on every machine and build.
-//!
-//! Not cryptographic. It is public so that hosts in a simulation (a TCP endpoint's ISN or
-//! timestamp offset, say) can draw from the same kind of seeded stream.
+//! Owns: the engine's deterministic streams: every random draw the simulated wire and
+//! fault injection make, and the expansion of one seed into the stack's keys. May not:
+//! read any entropy source; the same seed must give the same stream on every machine and
+//! build. Not cryptographic: secrets come from the operating system, through the driver.
 use crate::time::Duration;
 
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -21,11 +20,11 @@ pub fn splitmix64(state: &mut u64) -> u64 {
 
 /// A seeded xoshiro256** generator.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimRng {
+pub struct SeededRng {
     s: [u64; 4],
 }
 
-impl SimRng {
+impl SeededRng {
     /// A generator whose whole stream is determined by `seed`.
     pub fn new(seed: u64) -> Self {
         let mut state = seed;
@@ -37,14 +36,14 @@ impl SimRng {
             splitmix64(&mut state),
             splitmix64(&mut state),
         ];
-        SimRng { s }
+        SeededRng { s }
     }
 
     /// An independent stream number `stream` of seed `seed` (one per simulated link, say),
     /// so that traffic on one stream does not shift the draws of another.
     pub fn derive(seed: u64, stream: u64) -> Self {
         let mut state = stream;
-        SimRng::new(seed ^ splitmix64(&mut state))
+        SeededRng::new(seed ^ splitmix64(&mut state))
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -107,22 +106,22 @@ mod tests {
     #[test]
     fn same_seed_same_stream_different_seed_different_stream() {
         let a: Vec<u64> = (0..8)
-            .scan(SimRng::new(7), |r, _| Some(r.next_u64()))
+            .scan(SeededRng::new(7), |r, _| Some(r.next_u64()))
             .collect();
         let b: Vec<u64> = (0..8)
-            .scan(SimRng::new(7), |r, _| Some(r.next_u64()))
+            .scan(SeededRng::new(7), |r, _| Some(r.next_u64()))
             .collect();
         let c: Vec<u64> = (0..8)
-            .scan(SimRng::new(8), |r, _| Some(r.next_u64()))
+            .scan(SeededRng::new(8), |r, _| Some(r.next_u64()))
             .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_ne!(SimRng::derive(7, 1), SimRng::derive(7, 2));
+        assert_ne!(SeededRng::derive(7, 1), SeededRng::derive(7, 2));
     }
 
     #[test]
     fn draws_stay_in_range_and_look_uniform() {
-        let mut r = SimRng::new(1);
+        let mut r = SeededRng::new(1);
         let n = 100_000;
         let mut sum = 0.0;
         let mut hits = 0;

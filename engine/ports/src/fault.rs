@@ -29,17 +29,17 @@
 //! calls `recv_burst` on every iteration; [`Port::wait_rx`] wakes for the next release).
 //! When the `FaultyPort` is dropped its held frames are dropped, which frees them.
 //!
-//! Determinism: each direction draws from its own [`SimRng`] stream of `seed`, so the same
+//! Determinism: each direction draws from its own [`SeededRng`] stream of `seed`, so the same
 //! seed and the same sequence of frames give the same decisions; only when held frames are
 //! released depends on the clock.
 use core::fmt;
 use core::str::FromStr;
 use std::collections::VecDeque;
 
-use crate::port::{Frame, IdleSupport, Port};
-use crate::sim::SimRng;
-use crate::time::{Clock, Duration, Instant};
-use crate::wire::EthernetAddress;
+use engine::port::{Frame, IdleSupport, Port};
+use engine::rng::SeededRng;
+use engine::time::{Clock, Duration, Instant};
+use engine::wire::EthernetAddress;
 
 /// Which frames a [`FaultyPort`] faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -384,7 +384,7 @@ struct Delayed<F> {
 #[derive(Debug)]
 struct Lane<F> {
     enabled: bool,
-    rng: SimRng,
+    rng: SeededRng,
     reorder: VecDeque<Reordered<F>>,
     delay: VecDeque<Delayed<F>>,
     /// The latest due time given so far; later frames are never due before it, so that a
@@ -399,7 +399,7 @@ impl<F: Frame> Lane<F> {
     fn new(enabled: bool, seed: u64, stream: u64) -> Self {
         Lane {
             enabled,
-            rng: SimRng::derive(seed, stream),
+            rng: SeededRng::derive(seed, stream),
             reorder: VecDeque::new(),
             delay: VecDeque::new(),
             last_due: Instant::ZERO,

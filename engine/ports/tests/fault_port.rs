@@ -5,11 +5,11 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use engine::fault::{FaultConfig, FaultCounters, FaultDirection, FaultyPort};
 use engine::port::{Frame, IdleSupport, Port, VecFrame};
-use engine::sim::SimRng;
+use engine::rng::SeededRng;
 use engine::time::{Clock, Duration, Instant};
 use engine::wire::EthernetAddress;
+use ports::fault::{FaultConfig, FaultCounters, FaultDirection, FaultyPort};
 
 /// A virtual clock the test moves by hand.
 #[derive(Clone, Default)]
@@ -282,7 +282,7 @@ fn delay_releases_nothing_early_and_everything_on_time_in_order() {
     let delay = Duration::from_micros(200);
     let step = Duration::from_micros(10);
     let (mut port, clock) = faulty("delay=200us");
-    let mut rng = SimRng::new(5);
+    let mut rng = SeededRng::new(5);
     let mut arrival = Vec::new();
     let mut delivered = Vec::new();
     let mut next_id = 0u64;

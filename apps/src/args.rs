@@ -1,0 +1,132 @@
+//! The arguments of the `migratory` command line: what `serve` and `ctl` take, as clap
+//! types shared by the command line, the server and the applications (a module of its
+//! own so that none of them depends on another for its arguments). Scripts and users rely
+//! on these names: extend them, do not rename them. Owns no behaviour beyond parsing and
+//! validating values.
+use clap::{Subcommand, ValueEnum};
+use engine::poll::IdleStrategy;
+use engine::wire::ipv4::Ipv4Cidr;
+
+/// Exit code for bad arguments and set-up problems.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code for a failure after start-up.
+pub const EXIT_FAILURE: i32 = 1;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CtlArgs {
+    /// The engine's name (as given to `serve --name`).
+    #[arg(long, default_value = "migratory", value_parser = parse_name)]
+    pub name: String,
+    /// Print the engine's JSON answer as it is.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Where control sockets live.
+    #[arg(long, default_value = crate::ctl::DEFAULT_DIR, value_name = "DIR")]
+    pub ctl_dir: std::path::PathBuf,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum CtlCommand {
+    /// Counters of every core and their total.
+    Stats,
+}
+
+/// How the poll loop idles when no packet arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdleArg {
+    /// Block on receive interrupts (net_tap and NICs that have them): ~0% CPU when idle.
+    Interrupt,
+    /// Sleep with exponential back-off (net_memif and ports without interrupts).
+    Sleep,
+    /// Spin on the port: lowest latency, one whole core (benchmarks).
+    Spin,
+}
+
+impl From<IdleArg> for IdleStrategy {
+    fn from(a: IdleArg) -> Self {
+        match a {
+            IdleArg::Interrupt => IdleStrategy::Interrupt,
+            IdleArg::Sleep => IdleStrategy::Sleep,
+            IdleArg::Spin => IdleStrategy::Spin,
+        }
+    }
+}
+
+/// Applications the engine can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AppName {
+    Echo,
+    Discard,
+    Http,
+    Iperf3,
+}
+
+impl AppName {
+    /// The application's well-known TCP port.
+    pub fn default_port(self) -> u16 {
+        match self {
+            AppName::Echo => 7,
+            AppName::Discard => 9,
+            AppName::Http => 80,
+            AppName::Iperf3 => 5201,
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The engine's IPv4 address and prefix length, e.g. 10.10.0.2/24.
+    #[arg(long, value_name = "ADDR/PREFIX", value_parser = parse_cidr)]
+    pub ip: Ipv4Cidr,
+    /// A name for this engine (letters, digits, '-', '_'; at most 32). It also names the
+    /// DPDK file prefix (`migratory-NAME`) when the EAL arguments give none.
+    #[arg(long, default_value = "migratory", value_parser = parse_name)]
+    pub name: String,
+    /// How the poll loop idles.
+    #[arg(long, value_enum, default_value_t = IdleArg::Interrupt)]
+    pub idle: IdleArg,
+    /// The application to serve.
+    #[arg(long, value_enum)]
+    pub app: Option<AppName>,
+    /// The application's TCP port (default: the application's well-known port).
+    #[arg(long, requires = "app")]
+    pub port: Option<u16>,
+    /// The directory whose files `--app http` serves (loaded into memory at start).
+    #[arg(long, value_name = "DIR", requires = "app")]
+    pub root: Option<std::path::PathBuf>,
+    /// Cores (lcores) to run, each with its own queue pair; flows are spread over them
+    /// and frames reaching the wrong core are handed to their owner.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]
+    pub cores: u16,
+    /// Seeded fault injection on the port, e.g. `drop=0.05,seed=7` (keys: drop, dup,
+    /// reorder, reorder_after, reorder_timeout, delay, delay_p, seed, dir=rx|tx|both, hold).
+    #[arg(long, value_name = "SPEC")]
+    pub fault: Option<String>,
+    /// The DPDK port to use, by device name (e.g. net_tap0); default: the first port.
+    #[arg(long, value_name = "DPDK-PORT-NAME")]
+    pub device: Option<String>,
+    /// Where the control socket (`NAME.sock`) is created.
+    #[arg(long, default_value = crate::ctl::DEFAULT_DIR, value_name = "DIR")]
+    pub ctl_dir: std::path::PathBuf,
+    /// Arguments for DPDK's EAL, after `--`, e.g. `-l 0 --in-memory --vdev=net_tap0,iface=mg0`.
+    #[arg(last = true, value_name = "EAL-ARGS")]
+    pub eal: Vec<String>,
+}
+
+fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
+    s.parse::<Ipv4Cidr>().map_err(|e| e.to_string())
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("use 1-32 characters from [A-Za-z0-9_-]".into())
+    }
+}

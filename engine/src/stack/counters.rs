@@ -1,0 +1,166 @@
+//! What one stack counts and reports: [`TcpCounters`] (TCP-level events, with stable
+//! names that scripts read), the listeners' figures, and connections by state.
+//!
+//! Owns the counter types and the reporting views over the stack. May not: change any
+//! state (reporting is read-only).
+use super::Stack;
+use crate::table::EntryKind;
+use crate::tcp::{Connection, State};
+
+/// TCP-level counters of one core. Names are stable: scripts read them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    pub segments_in: u64,
+    pub segments_out: u64,
+    pub resets_sent_no_connection: u64,
+    pub accepted: u64,
+    pub opened: u64,
+    pub closed: u64,
+    pub errors: u64,
+    pub table_full: u64,
+    pub no_buffers: u64,
+    pub no_route: u64,
+    /// SYNs dropped because buffers ran low.
+    pub syn_dropped_low_buffers: u64,
+    /// Sums over closed connections (live ones are added when reporting).
+    pub retransmits: u64,
+    pub fast_recoveries: u64,
+    pub rto_expiries: u64,
+    pub sack_retransmits: u64,
+}
+
+impl TcpCounters {
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        let TcpCounters {
+            segments_in,
+            segments_out,
+            resets_sent_no_connection,
+            accepted,
+            opened,
+            closed,
+            errors,
+            table_full,
+            no_buffers,
+            no_route,
+            syn_dropped_low_buffers,
+            retransmits,
+            fast_recoveries,
+            rto_expiries,
+            sack_retransmits,
+        } = *self;
+        [
+            ("tcp_segments_in", segments_in),
+            ("tcp_segments_out", segments_out),
+            ("tcp_resets_sent_no_connection", resets_sent_no_connection),
+            ("tcp_accepted", accepted),
+            ("tcp_opened", opened),
+            ("tcp_closed", closed),
+            ("tcp_errors", errors),
+            ("tcp_drop_table_full", table_full),
+            ("tcp_no_buffers", no_buffers),
+            ("tcp_no_route", no_route),
+            ("tcp_syn_dropped_low_buffers", syn_dropped_low_buffers),
+            ("tcp_retransmits", retransmits),
+            ("tcp_fast_recoveries", fast_recoveries),
+            ("tcp_rto_expiries", rto_expiries),
+            ("tcp_sack_retransmits", sack_retransmits),
+        ]
+        .into_iter()
+    }
+
+    pub(super) fn add_connection(&mut self, c: &Connection) {
+        let s = c.stats();
+        self.retransmits += u64::from(s.retransmits);
+        self.fast_recoveries += u64::from(s.fast_recoveries);
+        self.rto_expiries += u64::from(s.timeouts);
+        self.sack_retransmits += u64::from(s.sack_retransmits);
+    }
+}
+
+impl Stack {
+    /// TCP counters, with the retransmission figures of live connections included.
+    pub fn tcp_counters(&self) -> TcpCounters {
+        let mut c = self.tcp;
+        for (_, e) in self.slab.iter() {
+            c.add_connection(&e.conn);
+        }
+        c
+    }
+
+    /// The listeners' counters, summed, as named figures.
+    pub fn listener_figures(&self) -> [(&'static str, u64); 7] {
+        let mut t = self.retired_listeners;
+        for l in &self.listeners {
+            t.add(&l.stats());
+        }
+        [
+            ("listen_syns", t.syns),
+            ("listen_cookies_sent", t.cookies_sent),
+            ("listen_cookies_accepted", t.cookies_accepted),
+            ("listen_cookies_rejected", t.cookies_rejected),
+            ("listen_syns_dropped", t.syns_dropped),
+            ("listen_resets_sent", t.resets_sent),
+            ("listen_handshake_timeouts", t.handshake_timeouts),
+        ]
+    }
+
+    /// Connections held, by state (listeners' half-open ones excluded).
+    pub fn connections_by_state(&self) -> Vec<(State, usize)> {
+        let mut out: Vec<(State, usize)> = Vec::new();
+        for (_, e) in self.slab.iter() {
+            let st = e.conn.state();
+            match out.iter_mut().find(|(s, _)| *s == st) {
+                Some((_, n)) => *n += 1,
+                None => out.push((st, 1)),
+            }
+        }
+        let time_wait = self.time_wait_count();
+        if time_wait > 0 {
+            match out.iter_mut().find(|(s, _)| *s == State::TimeWait) {
+                Some((_, n)) => *n += time_wait,
+                None => out.push((State::TimeWait, time_wait)),
+            }
+        }
+        out
+    }
+
+    /// Compact TIME-WAIT records held (connections in TIME-WAIT that were dropped).
+    pub fn time_wait_count(&self) -> usize {
+        self.table.len(EntryKind::TimeWait)
+    }
+
+    /// Connections held (any state).
+    pub fn connection_count(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Half-open connections held by listeners.
+    pub fn half_open_count(&self) -> usize {
+        self.listeners
+            .iter()
+            .map(|l| l.half_open() + l.pending_accept())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_names_are_unique_and_prefixed() {
+        let c = TcpCounters {
+            segments_in: 1,
+            sack_retransmits: 15,
+            ..TcpCounters::default()
+        };
+        let names: Vec<&str> = c.iter().map(|(n, _)| n).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "duplicate names: {names:?}");
+        assert!(names.iter().all(|n| n.starts_with("tcp_")));
+        assert_eq!(c.iter().next(), Some(("tcp_segments_in", 1)));
+        assert_eq!(c.iter().last(), Some(("tcp_sack_retransmits", 15)));
+    }
+}

@@ -1,0 +1,187 @@
+//! The connections of one stack: a slab of entries numbered by [`ConnId`] (slot index +
+//! generation, so a stale id never reaches a newer connection), and what the stack keeps
+//! beside each connection ([`Entry`]: its timer, whether it waits in the touched list,
+//! the listener that accepted it, the application's word).
+//!
+//! Owns: slot allocation and reuse. May not: look into connections, or know about the
+//! table, the timers or the application (the stack's methods in `mod.rs` and the other
+//! files of this module tie those together).
+use crate::tcp::Connection;
+use crate::time::Instant;
+use crate::timer::TimerHandle;
+
+/// A connection of one core's stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+impl ConnId {
+    /// The slot index: small and dense, for applications that keep per-connection state
+    /// in a `Vec`. Reused after [`super::Event::Closed`].
+    pub fn index(self) -> usize {
+        self.index as usize
+    }
+}
+
+/// A connection and the stack's bookkeeping for it.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub conn: Connection,
+    pub timer: Option<TimerHandle>,
+    pub deadline: Option<Instant>,
+    /// In `Stack::touched` (events to deliver or output to send).
+    pub touched: bool,
+    /// The local port of the listener that accepted it (passive opens).
+    pub listener_port: Option<u16>,
+    /// The application's word for it.
+    pub user: u64,
+}
+
+impl Entry {
+    pub fn new(conn: Connection, listener_port: Option<u16>) -> Entry {
+        Entry {
+            conn,
+            timer: None,
+            deadline: None,
+            touched: false,
+            listener_port,
+            user: 0,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    entry: Option<Entry>,
+}
+
+/// The entries, by [`ConnId`].
+#[derive(Debug, Default)]
+pub(super) struct Slab {
+    slots: Vec<Slot>,
+    /// Indices of empty slots, reused last-freed first.
+    free: Vec<u32>,
+}
+
+impl Slab {
+    /// Stores `entry` and returns its new id.
+    pub fn insert(&mut self, entry: Entry) -> ConnId {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.entry = Some(entry);
+        ConnId {
+            index,
+            generation: slot.generation,
+        }
+    }
+
+    pub fn get(&self, id: ConnId) -> Option<&Entry> {
+        let slot = self.slots.get(id.index as usize)?;
+        (slot.generation == id.generation).then_some(())?;
+        slot.entry.as_ref()
+    }
+
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        (slot.generation == id.generation).then_some(())?;
+        slot.entry.as_mut()
+    }
+
+    /// Takes `id`'s entry out; its slot is free for reuse (under a new generation).
+    pub fn remove(&mut self, id: ConnId) -> Option<Entry> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        (slot.generation == id.generation).then_some(())?;
+        let entry = slot.entry.take()?;
+        self.free.push(id.index);
+        Some(entry)
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Every entry with its id, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Entry)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.entry.as_ref().map(|e| {
+                (
+                    ConnId {
+                        index: i as u32,
+                        generation: s.generation,
+                    },
+                    e,
+                )
+            })
+        })
+    }
+
+    /// The ids of every entry (a copy: the caller may change the slab while walking it).
+    pub fn ids(&self) -> Vec<ConnId> {
+        self.iter().map(|(id, _)| id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::FourTuple;
+    use crate::tcp::{ConnectionSeed, SeqNumber, TcpConfig};
+    use core::net::{Ipv4Addr, SocketAddrV4};
+
+    fn entry(port: u16) -> Entry {
+        let tuple = FourTuple::new(
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), port),
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
+        );
+        let seed = ConnectionSeed {
+            iss: SeqNumber(1),
+            ts_offset: 0,
+        };
+        let conn = Connection::connect(Instant::ZERO, tuple, seed, &TcpConfig::default());
+        Entry::new(conn, None)
+    }
+
+    #[test]
+    fn ids_are_dense_and_stale_ids_miss() {
+        let mut slab = Slab::default();
+        let a = slab.insert(entry(1));
+        let b = slab.insert(entry(2));
+        assert_eq!((a.index(), b.index()), (0, 1));
+        assert_eq!(slab.len(), 2);
+        assert_eq!(slab.get(a).map(|e| e.conn.local().port()), Some(1));
+        let taken = slab.remove(a).expect("entry");
+        assert_eq!(taken.conn.local().port(), 1);
+        assert!(slab.get(a).is_none() && slab.remove(a).is_none());
+        // The slot is reused under a new generation: the old id does not reach it.
+        let c = slab.insert(entry(3));
+        assert_eq!(c.index(), a.index());
+        assert_ne!(c, a);
+        assert!(slab.get(a).is_none() && slab.get_mut(a).is_none());
+        assert_eq!(slab.get(c).map(|e| e.conn.local().port()), Some(3));
+        assert_eq!(slab.ids(), vec![c, b]);
+        assert_eq!(slab.len(), 2);
+    }
+
+    #[test]
+    fn out_of_range_ids_miss() {
+        let mut slab = Slab::default();
+        let a = slab.insert(entry(1));
+        let mut other = Slab::default();
+        other.insert(entry(1));
+        let far = other.insert(entry(2));
+        assert!(slab.get(far).is_none());
+        assert!(slab.remove(far).is_none());
+        assert!(slab.get(a).is_some());
+    }
+}
