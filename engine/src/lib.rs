@@ -10,6 +10,7 @@
 pub mod flow;
 pub mod hash;
 pub mod iface;
+pub mod migrate;
 pub mod poll;
 pub mod port;
 pub mod rng;

@@ -36,6 +36,18 @@ impl Instant {
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
+    /// `self - base` in signed nanoseconds (negative: before `base`), saturating. How
+    /// state that crosses to another clock stores its instants (see [`Instant::rebase`]).
+    pub fn offset_from(self, base: Instant) -> i64 {
+        let d = i128::from(self.0) - i128::from(base.0);
+        d.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+    /// `base + offset` (as from [`Instant::offset_from`]), saturating at the clock's
+    /// origin and end.
+    pub fn rebase(base: Instant, offset: i64) -> Instant {
+        let t = i128::from(base.0) + i128::from(offset);
+        Instant(t.clamp(0, i128::from(u64::MAX)) as u64)
+    }
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -74,7 +86,12 @@ pub trait Clock {
     fn now(&self) -> Instant;
 }
 
-/// The host's monotonic clock, with its origin at construction.
+/// How far after the clock's origin a [`MonotonicClock`] starts: instants of state
+/// captured on another clock (a migrated connection's send times, say) that lie up to this
+/// far in the past can be rebased without clamping at the origin.
+pub const MONOTONIC_START: Duration = Duration::from_secs(24 * 3600);
+
+/// The host's monotonic clock: [`MONOTONIC_START`] at construction.
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {
     origin: std::time::Instant,
@@ -96,13 +113,37 @@ impl Default for MonotonicClock {
 
 impl Clock for MonotonicClock {
     fn now(&self) -> Instant {
-        Instant(nanos(self.origin.elapsed()))
+        Instant(nanos(MONOTONIC_START).saturating_add(nanos(self.origin.elapsed())))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_rebase_onto_another_clock() {
+        let base = Instant::from_millis(10_000);
+        let past = Instant::from_millis(9_000);
+        let future = Instant::from_millis(10_500);
+        assert_eq!(past.offset_from(base), -1_000_000_000);
+        assert_eq!(future.offset_from(base), 500_000_000);
+        let other = Instant::from_millis(50);
+        assert_eq!(
+            Instant::rebase(other, future.offset_from(base)),
+            Instant::from_millis(550)
+        );
+        // Before the other clock's origin: its origin.
+        assert_eq!(
+            Instant::rebase(other, past.offset_from(base)),
+            Instant::ZERO
+        );
+        assert_eq!(Instant::rebase(Instant::ZERO, i64::MIN), Instant::ZERO);
+        assert_eq!(
+            Instant::rebase(Instant::from_nanos(u64::MAX), i64::MAX),
+            Instant::from_nanos(u64::MAX)
+        );
+    }
 
     #[test]
     fn arithmetic_saturates() {

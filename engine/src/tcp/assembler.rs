@@ -37,7 +37,55 @@ pub struct Assembler {
     dsack: (SeqNumber, SeqNumber),
 }
 
+/// The out-of-order bookkeeping as plain data, for a connection record (migration).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AssemblerRecord {
+    /// `(start, end, stamp)` of each held range, lowest first.
+    pub ranges: Vec<(SeqNumber, SeqNumber, u32)>,
+    pub arrivals: u32,
+    pub latest: SeqNumber,
+    pub dsack: (SeqNumber, SeqNumber),
+}
+
 impl Assembler {
+    pub fn to_record(&self) -> AssemblerRecord {
+        AssemblerRecord {
+            ranges: self
+                .ranges
+                .iter()
+                .map(|r| (r.start, r.end, r.stamp))
+                .collect(),
+            arrivals: self.arrivals,
+            latest: self.latest,
+            dsack: self.dsack,
+        }
+    }
+
+    /// The assembler of `r`, if its ranges are what one holds: at most [`MAX_RANGES`],
+    /// each non-empty, sorted, disjoint and not adjacent.
+    pub fn from_record(r: &AssemblerRecord) -> Option<Assembler> {
+        if r.ranges.len() > MAX_RANGES {
+            return None;
+        }
+        let mut prev: Option<SeqNumber> = None;
+        for &(start, end, _) in &r.ranges {
+            if !start.lt(end) || prev.is_some_and(|p| !p.lt(start)) {
+                return None;
+            }
+            prev = Some(end);
+        }
+        Some(Assembler {
+            ranges: r
+                .ranges
+                .iter()
+                .map(|&(start, end, stamp)| Range { start, end, stamp })
+                .collect(),
+            arrivals: r.arrivals,
+            latest: r.latest,
+            dsack: r.dsack,
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }

@@ -152,9 +152,11 @@ fn ms_duration(ms: u32) -> Duration {
 }
 
 /// The per-connection copy of the configuration, compact (0 = off; short times in µs,
-/// long ones in ms).
+/// long ones in ms). It travels with a migrated connection, so that the connection keeps
+/// behaving as it was set up (its window never shrinks because the destination was
+/// configured with smaller buffers, say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Params {
+pub struct Params {
     pub send_buffer: u32,
     pub recv_buffer: u32,
     pub delayed_ack_us: u32,

@@ -65,7 +65,15 @@ impl Flags {
     /// The loss-detection timer is the probe timeout (RFC 8985 §7.2), not the RACK
     /// reordering timer (§6.2).
     pub const PTO_ARMED: u32 = 1 << 16;
+    /// Every bit above.
+    pub const ALL: u32 = (1 << 17) - 1;
 
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+    pub fn from_bits(bits: u32) -> Option<Flags> {
+        (bits & !Flags::ALL == 0).then_some(Flags(bits))
+    }
     pub fn has(self, bit: u32) -> bool {
         self.0 & bit != 0
     }

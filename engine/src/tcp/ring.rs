@@ -45,6 +45,35 @@ impl RingBuffer {
         }
     }
 
+    /// The first `n` logical bytes from the head (held bytes, then whatever was written
+    /// past them: out-of-order data; never-written bytes read as zeros), as one vector.
+    pub fn logical_bytes(&self, n: usize) -> Vec<u8> {
+        let n = n.min(self.cap());
+        let mut out = Vec::with_capacity(n);
+        let head = self.head as usize;
+        let first = n.min(self.cap() - head);
+        let init = self.storage.len();
+        for (start, len) in [(head, first), (0, n - first)] {
+            let end = start + len;
+            let written = end.min(init).saturating_sub(start);
+            out.extend_from_slice(&self.storage[start..start + written]);
+            out.resize(out.len() + (len - written), 0);
+        }
+        out
+    }
+
+    /// A ring holding `bytes` from its head, the first `len` of them counted as held (the
+    /// rest written past them, as out-of-order data is). Grows on later writes up to the
+    /// caller's maximum as any ring does.
+    pub fn from_logical(bytes: &[u8], len: usize) -> RingBuffer {
+        let mut ring = RingBuffer::new();
+        if !bytes.is_empty() {
+            ring.write_at(0, bytes, bytes.len());
+            ring.commit(len.min(bytes.len()));
+        }
+        ring
+    }
+
     /// Bytes held (contiguous from the head).
     pub fn len(&self) -> usize {
         self.len as usize
@@ -223,6 +252,26 @@ fn copy_initialised(out: &mut Vec<u8>, written: &[u8], start: usize, end: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logical_bytes_round_trip_through_a_wrapped_ring() {
+        let mut r = RingBuffer::new();
+        r.push(&[1u8; 3000], 8192);
+        r.consume(2500);
+        // Wraps: 500 held from physical 2500, then 3000 more.
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        r.push(&data, 4096);
+        // Out-of-order bytes past the held ones, with a gap.
+        r.write_at(3600, b"xyz", 4096);
+        let bytes = r.logical_bytes(3603);
+        assert_eq!(&bytes[..500], &[1u8; 500][..]);
+        assert_eq!(&bytes[500..3500], &data[..]);
+        assert_eq!(&bytes[3600..], b"xyz");
+        let back = RingBuffer::from_logical(&bytes, 3500);
+        assert_eq!(back.len(), 3500);
+        assert_eq!(back.logical_bytes(3603), bytes);
+        assert!(RingBuffer::from_logical(&[], 0).allocated() == 0);
+    }
 
     #[test]
     fn starts_unallocated_and_releases_when_empty() {

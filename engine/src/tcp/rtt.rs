@@ -107,6 +107,57 @@ impl RttEstimator {
     }
 }
 
+/// An estimator as plain data, for a connection record (migration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RttRecord {
+    pub srtt_us: u32,
+    pub rttvar_us: u32,
+    pub rto_us: u32,
+    pub min_rto_us: u32,
+    pub max_rto_us: u32,
+    pub has_sample: bool,
+    pub backoff: u8,
+}
+
+impl RttEstimator {
+    pub fn to_record(&self) -> RttRecord {
+        let RttEstimator {
+            srtt_us,
+            rttvar_us,
+            rto_us,
+            min_rto_us,
+            max_rto_us,
+            has_sample,
+            backoff,
+        } = *self;
+        RttRecord {
+            srtt_us,
+            rttvar_us,
+            rto_us,
+            min_rto_us,
+            max_rto_us,
+            has_sample,
+            backoff,
+        }
+    }
+
+    /// The estimator of `r`, if its values are ones an estimator can hold.
+    pub fn from_record(r: &RttRecord) -> Option<RttEstimator> {
+        let ok = r.min_rto_us <= r.max_rto_us
+            && (r.min_rto_us..=r.max_rto_us).contains(&r.rto_us)
+            && r.backoff <= MAX_BACKOFF;
+        ok.then_some(RttEstimator {
+            srtt_us: r.srtt_us,
+            rttvar_us: r.rttvar_us,
+            rto_us: r.rto_us,
+            min_rto_us: r.min_rto_us,
+            max_rto_us: r.max_rto_us,
+            has_sample: r.has_sample,
+            backoff: r.backoff,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

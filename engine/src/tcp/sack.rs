@@ -850,6 +850,192 @@ fn dsack_block(blocks: &SackRanges, ack: SeqNumber) -> Option<(SeqNumber, SeqNum
     }
 }
 
+/// One transmitted segment of a [`ScoreboardRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentRecord {
+    pub start: SeqNumber,
+    pub end: SeqNumber,
+    /// When it was last (re)transmitted, in nanoseconds relative to the capture.
+    pub sent_at: i64,
+    /// SACKed (bit 0), lost (bit 1), retransmitted (bit 2).
+    pub flags: u8,
+}
+
+/// RACK state (RFC 8985 §6.1) of a [`ScoreboardRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RackRecord {
+    pub xmit_ts: i64,
+    pub end_seq: SeqNumber,
+    pub rtt_us: u32,
+    pub min_rtt_us: u32,
+    pub fack: Option<SeqNumber>,
+    pub has_sample: bool,
+    pub reordering_seen: bool,
+    pub reo_wnd_mult: u8,
+    pub reo_wnd_persist: u8,
+    pub dsack_round: Option<SeqNumber>,
+}
+
+/// An undo episode (RFC 3708) of a [`ScoreboardRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UndoRecord {
+    pub marker: SeqNumber,
+    pub prior_cwnd: u32,
+    pub prior_ssthresh: u32,
+    pub retransmitted: u32,
+    pub any: bool,
+    pub first_tsval: Option<u32>,
+    pub no_eifel: bool,
+}
+
+/// The sender's scoreboard as plain data, for a connection record (migration): every
+/// per-segment record, RACK, the undo episode, PRR and the tail loss probe. The sums the
+/// scoreboard keeps (SACKed and lost bytes) are not recorded: they are recomputed from
+/// the segments, so a record cannot contradict itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreboardRecord {
+    pub segs: Vec<SentRecord>,
+    pub rack: RackRecord,
+    pub undo: Option<UndoRecord>,
+    /// PRR (RFC 6937): RecoverFS, prr_delivered, prr_out.
+    pub prr: (u32, u32, u32),
+    /// The outstanding tail loss probe: TLP.end_seq and TLP.is_retrans.
+    pub probe: Option<(SeqNumber, bool)>,
+    pub rexmit_floor: Option<u32>,
+}
+
+/// Why a [`ScoreboardRecord`] cannot be a scoreboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ScoreboardRecordError {
+    #[error("segment records are empty, overlap or leave gaps")]
+    Segments,
+    #[error("a segment record has unknown or contradictory flags")]
+    Flags,
+    #[error("the RACK reordering window multiplier is out of range")]
+    Rack,
+}
+
+impl Scoreboard {
+    /// The scoreboard as a record, times relative to `base`; `None` when nothing was
+    /// ever tracked.
+    pub fn to_record(&self, base: Instant) -> Option<ScoreboardRecord> {
+        let b = self.board.as_deref()?;
+        Some(ScoreboardRecord {
+            segs: b
+                .segs
+                .iter()
+                .map(|s| SentRecord {
+                    start: s.start,
+                    end: s.end,
+                    sent_at: s.sent_at.offset_from(base),
+                    flags: s.flags,
+                })
+                .collect(),
+            rack: RackRecord {
+                xmit_ts: b.rack.xmit_ts.offset_from(base),
+                end_seq: b.rack.end_seq,
+                rtt_us: b.rack.rtt_us,
+                min_rtt_us: b.rack.min_rtt_us,
+                fack: b.rack.fack,
+                has_sample: b.rack.has_sample,
+                reordering_seen: b.rack.reordering_seen,
+                reo_wnd_mult: b.rack.reo_wnd_mult,
+                reo_wnd_persist: b.rack.reo_wnd_persist,
+                dsack_round: b.rack.dsack_round,
+            },
+            undo: b.undo.map(|u| UndoRecord {
+                marker: u.marker,
+                prior_cwnd: u.prior_cwnd,
+                prior_ssthresh: u.prior_ssthresh,
+                retransmitted: u.retransmitted,
+                any: u.any,
+                first_tsval: u.first_tsval,
+                no_eifel: u.no_eifel,
+            }),
+            prr: (b.prr.recover_fs, b.prr.delivered, b.prr.out),
+            probe: b.probe.map(|p| (p.end_seq, p.is_retrans)),
+            rexmit_floor: b.rexmit_floor,
+        })
+    }
+
+    /// The scoreboard of `r`, its times rebased on `now`. The segment records must be
+    /// non-empty, sorted and contiguous (the caller checks that they span [SND.UNA,
+    /// SND.MAX)), with known flags, never both SACKed and lost.
+    pub fn from_record(
+        r: Option<&ScoreboardRecord>,
+        now: Instant,
+    ) -> Result<Scoreboard, ScoreboardRecordError> {
+        let Some(r) = r else {
+            return Ok(Scoreboard::default());
+        };
+        let mut b = Board::default();
+        let mut prev: Option<SeqNumber> = None;
+        for s in &r.segs {
+            if !s.start.lt(s.end) || prev.is_some_and(|p| p != s.start) {
+                return Err(ScoreboardRecordError::Segments);
+            }
+            prev = Some(s.end);
+            if s.flags & !(SACKED | LOST | RETRANSMITTED) != 0
+                || (s.flags & SACKED != 0 && s.flags & LOST != 0)
+            {
+                return Err(ScoreboardRecordError::Flags);
+            }
+            let sent = Sent {
+                start: s.start,
+                end: s.end,
+                sent_at: Instant::rebase(now, s.sent_at),
+                flags: s.flags,
+            };
+            if sent.has(SACKED) {
+                b.sacked_bytes = b.sacked_bytes.saturating_add(sent.len());
+                b.sacked_segs = b.sacked_segs.saturating_add(1);
+            }
+            if sent.has(LOST) {
+                b.lost_bytes = b.lost_bytes.saturating_add(sent.len());
+            }
+            b.segs.push_back(sent);
+        }
+        if !(1..=MAX_REO_WND_MULT).contains(&r.rack.reo_wnd_mult) {
+            return Err(ScoreboardRecordError::Rack);
+        }
+        b.rack = Rack {
+            xmit_ts: Instant::rebase(now, r.rack.xmit_ts),
+            end_seq: r.rack.end_seq,
+            rtt_us: r.rack.rtt_us,
+            min_rtt_us: r.rack.min_rtt_us,
+            fack: r.rack.fack,
+            has_sample: r.rack.has_sample,
+            reordering_seen: r.rack.reordering_seen,
+            reo_wnd_mult: r.rack.reo_wnd_mult,
+            reo_wnd_persist: r.rack.reo_wnd_persist,
+            dsack_round: r.rack.dsack_round,
+        };
+        b.undo = r.undo.map(|u| Undo {
+            marker: u.marker,
+            prior_cwnd: u.prior_cwnd,
+            prior_ssthresh: u.prior_ssthresh,
+            retransmitted: u.retransmitted,
+            any: u.any,
+            first_tsval: u.first_tsval,
+            no_eifel: u.no_eifel,
+        });
+        let (recover_fs, delivered, out) = r.prr;
+        b.prr = Prr {
+            recover_fs,
+            delivered,
+            out,
+        };
+        b.probe = r.probe.map(|(end_seq, is_retrans)| Probe {
+            end_seq,
+            is_retrans,
+        });
+        b.rexmit_floor = r.rexmit_floor;
+        Ok(Scoreboard {
+            board: Some(Box::new(b)),
+        })
+    }
+}
+
 impl Board {
     /// The index of the record holding `seq` (or the first one after it).
     fn index_of(&self, seq: SeqNumber) -> usize {

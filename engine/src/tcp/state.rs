@@ -137,6 +137,14 @@ impl Events {
     pub const fn bits(self) -> u8 {
         self.0
     }
+    /// The set of `bits`, if every bit is a known event.
+    pub const fn from_bits(bits: u8) -> Option<Events> {
+        if bits & !0x3f == 0 {
+            Some(Events(bits))
+        } else {
+            None
+        }
+    }
 }
 
 impl core::ops::BitOr for Events {

@@ -63,6 +63,8 @@ pub struct Pair {
     pub jitter: Box<dyn FnMut() -> Duration>,
     /// Whether to deliver a segment twice.
     pub duplicate: Box<dyn FnMut() -> bool>,
+    /// Every segment sent, dropped or not, in order: (to B, bytes).
+    pub history: Vec<(bool, Vec<u8>)>,
 }
 
 impl Pair {
@@ -93,6 +95,7 @@ impl Pair {
             log: std::env::var_os("TCP_LOG").is_some(),
             jitter: Box::new(|| Duration::ZERO),
             duplicate: Box::new(|| false),
+            history: Vec::new(),
         }
     }
 
@@ -110,6 +113,7 @@ impl Pair {
                 let n = self.sent[dir];
                 self.sent[dir] += 1;
                 let drop = (self.drop_rule)(to_b, n, &repr);
+                self.history.push((to_b, bytes.clone()));
                 if self.log {
                     eprintln!(
                         "{:>10}us {} {} {}",

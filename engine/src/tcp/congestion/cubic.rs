@@ -43,6 +43,49 @@ impl Cubic {
         }
     }
 
+    pub(super) fn to_record(&self, base: Instant) -> super::CongestionRecord {
+        super::CongestionRecord::Cubic {
+            cwnd: self.cwnd,
+            ssthresh: self.ssthresh,
+            w_max: self.w_max,
+            cwnd_prior: self.cwnd_prior,
+            k: self.k,
+            w_est: self.w_est,
+            epoch_start: self.epoch_start.map(|t| t.offset_from(base)),
+        }
+    }
+
+    pub(super) fn from_record(r: &super::CongestionRecord, now: Instant) -> Option<Cubic> {
+        let super::CongestionRecord::Cubic {
+            cwnd,
+            ssthresh,
+            w_max,
+            cwnd_prior,
+            k,
+            w_est,
+            epoch_start,
+        } = *r
+        else {
+            return None;
+        };
+        // Windows in segments or bytes, K in seconds: finite, not negative, and far
+        // below anything a 32-bit sequence space allows.
+        let sane = |x: f64| x.is_finite() && (0.0..=1e12).contains(&x);
+        let ok = sane(cwnd)
+            && cwnd >= 1.0
+            && ssthresh > 0
+            && [w_max, cwnd_prior, k, w_est].into_iter().all(sane);
+        ok.then(|| Cubic {
+            cwnd,
+            ssthresh,
+            w_max,
+            cwnd_prior,
+            k,
+            w_est,
+            epoch_start: epoch_start.map(|o| Instant::rebase(now, o)),
+        })
+    }
+
     /// W_cubic(t) of §4.2 eq. (1), in segments.
     fn w_cubic(&self, t: f64) -> f64 {
         C * (t - self.k).powi(3) + self.w_max

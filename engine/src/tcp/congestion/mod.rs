@@ -49,6 +49,45 @@ pub trait CongestionControl {
     fn undo(&mut self, cwnd: u32, ssthresh: u32);
 }
 
+/// Congestion state as plain data, for a connection record (migration). Times are
+/// nanoseconds relative to the capture.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CongestionRecord {
+    NewReno {
+        cwnd: u32,
+        ssthresh: u32,
+        bytes_acked: u32,
+    },
+    Cubic {
+        cwnd: f64,
+        ssthresh: u32,
+        w_max: f64,
+        cwnd_prior: f64,
+        k: f64,
+        w_est: f64,
+        epoch_start: Option<i64>,
+    },
+}
+
+impl Congestion {
+    /// The state as a record, times relative to `base`.
+    pub fn to_record(&self, base: Instant) -> CongestionRecord {
+        match self {
+            Congestion::NewReno(c) => c.to_record(),
+            Congestion::Cubic(c) => c.to_record(base),
+        }
+    }
+
+    /// The state of `r` with its times rebased on `now`, if its values are ones the
+    /// algorithm can hold (finite, non-negative windows).
+    pub fn from_record(r: &CongestionRecord, now: Instant) -> Option<Congestion> {
+        match *r {
+            CongestionRecord::NewReno { .. } => NewReno::from_record(r).map(Congestion::NewReno),
+            CongestionRecord::Cubic { .. } => Cubic::from_record(r, now).map(Congestion::Cubic),
+        }
+    }
+}
+
 /// The algorithm in use, as a value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Congestion {

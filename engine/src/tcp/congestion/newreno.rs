@@ -24,6 +24,31 @@ impl NewReno {
     }
 }
 
+impl NewReno {
+    pub(super) fn to_record(&self) -> super::CongestionRecord {
+        super::CongestionRecord::NewReno {
+            cwnd: self.cwnd,
+            ssthresh: self.ssthresh,
+            bytes_acked: self.bytes_acked,
+        }
+    }
+
+    pub(super) fn from_record(r: &super::CongestionRecord) -> Option<NewReno> {
+        match *r {
+            super::CongestionRecord::NewReno {
+                cwnd,
+                ssthresh,
+                bytes_acked,
+            } if cwnd > 0 && ssthresh > 0 => Some(NewReno {
+                cwnd,
+                ssthresh,
+                bytes_acked,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// RFC 5681 §3.1 equation (4): ssthresh = max(FlightSize / 2, 2*SMSS).
 fn half_flight(flight_size: u32, mss: u32) -> u32 {
     (flight_size / 2).max(2 * mss)
