@@ -69,7 +69,7 @@ fn run(config: &TcpConfig, loss: f64, seed: u64, mut mv: impl FnMut(u64) -> (boo
         }
         // Read everything on some steps and a little on others, so that unread data is
         // often held at a move.
-        let reads = if steps % 4 == 0 { 64 } else { 1 };
+        let reads = if steps.is_multiple_of(4) { 64 } else { 1 };
         for (conn, out) in [
             (&mut pair.a, &mut trace.at_a),
             (&mut pair.b, &mut trace.at_b),
@@ -321,7 +321,7 @@ fn random_mutations_never_panic() {
             let v = rng.next_u64();
             match v % 12 {
                 0 => r.snd_una = SeqNumber(v as u32 >> 8),
-                1 => r.snd_nxt = r.snd_nxt + (v as u32 % 70_000),
+                1 => r.snd_nxt += v as u32 % 70_000,
                 2 => r.rcv_adv = SeqNumber((v >> 16) as u32),
                 3 => r.recv_unread = (v >> 20) as u32 % 10_000,
                 4 => r.send.truncate((v >> 8) as usize % 6_000),
