@@ -27,10 +27,33 @@ pub struct CtlArgs {
     pub command: CtlCommand,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum CtlCommand {
-    /// Counters of every core and their total.
+    /// Counters of every core and their total (migrations and their latencies included).
     Stats,
+    /// The engine's connections: id (stable across moves), 4-tuple, state, core, bytes
+    /// queued.
+    Conns,
+    /// Moves live connections to another core of the engine (their peers notice nothing).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateArgs {
+    /// The connection to move, by the id `conns` shows.
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub conn: Option<String>,
+    /// Every connection of the engine (those on the destination core stay).
+    #[arg(long)]
+    pub all: bool,
+    /// The destination core (0 ..< --cores).
+    #[arg(long, value_name = "K")]
+    pub to_core: u16,
 }
 
 /// How the poll loop idles when no packet arrives.

@@ -53,17 +53,40 @@ where
 }
 
 fn ctl(args: &CtlArgs) -> i32 {
-    let command = match args.command {
-        CtlCommand::Stats => "stats",
+    let command = match &args.command {
+        CtlCommand::Stats => "stats".to_string(),
+        CtlCommand::Conns => "conns".to_string(),
+        CtlCommand::Migrate(m) => match (&m.conn, m.all) {
+            (Some(id), _) => format!("migrate {id} {}", m.to_core),
+            (None, _) => format!("migrate all {}", m.to_core),
+        },
     };
-    match crate::ctl::request(&args.ctl_dir, &args.name, command) {
+    match crate::ctl::request(&args.ctl_dir, &args.name, &command) {
+        // An answer that says the command could not run: one line, usage-class exit.
+        Ok(v) if v.get("error").is_some() && !matches!(args.command, CtlCommand::Migrate(_)) => {
+            eprintln!(
+                "migratory: {}",
+                v["error"]
+                    .as_str()
+                    .unwrap_or("the engine refused the command")
+            );
+            EXIT_USAGE
+        }
         Ok(v) if args.json => {
             println!("{v}");
-            0
+            crate::ctl::exit_code(&v)
         }
         Ok(v) => {
-            print!("{}", crate::ctl::render_stats(&v));
-            0
+            let text = match args.command {
+                CtlCommand::Stats => crate::ctl::render_stats(&v),
+                CtlCommand::Conns => crate::ctl::render_conns(&v),
+                CtlCommand::Migrate(_) => crate::ctl::render_moves(&v),
+            };
+            print!("{text}");
+            if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+                eprintln!("migratory: {e}");
+            }
+            crate::ctl::exit_code(&v)
         }
         Err(e @ crate::ctl::CtlError::NotRunning(..)) => {
             eprintln!("migratory: {e}");

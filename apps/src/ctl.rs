@@ -1,10 +1,14 @@
-//! The control socket: `migratory ctl --name NAME stats` reads a running engine's
-//! counters. The engine serves a Unix socket at `<dir>/NAME.sock` from a thread of its
-//! own; each core publishes a snapshot of its counters into a [`StatsBoard`] every few
-//! milliseconds (never blocking the data path: a busy slot is skipped until next time).
+//! The control socket: `migratory ctl --name NAME stats|conns|migrate` reads a running
+//! engine's counters, lists its connections and moves them between its cores. The engine
+//! serves a Unix socket at `<dir>/NAME.sock` from a thread of its own; each core publishes
+//! a snapshot of its counters into a [`StatsBoard`] every few milliseconds (never blocking
+//! the data path: a busy slot is skipped until next time), and takes requests for its
+//! connections from its control queue between polls ([`engine::control`]).
 //!
-//! Protocol: the client writes one command line (`stats`), the server answers with one
-//! JSON document and closes.
+//! Protocol: the client writes one command line, the server answers with one JSON
+//! document and closes. Commands: `stats`; `conns`; `migrate ID|all CORE` (ID: a
+//! connection id as `conns` shows it). A JSON answer with an `error` field reports a
+//! command that could not run.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -13,7 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use engine::stats::Counters;
+use engine::control::{Command, ConnectionInfo, ControlSender, MoveResult, Reply, Request, Which};
+use engine::migrate::FlowId;
+use engine::poll::MigrationLatency;
+use engine::stats::{Counters, LatencyHistogram};
+
+/// How long the control thread waits for the cores to answer a request.
+const CORE_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where control sockets live (created if missing).
 pub const DEFAULT_DIR: &str = "/run/migratory";
@@ -30,6 +40,8 @@ pub struct CoreSnapshot {
     pub counters: Counters,
     /// Extra named figures (connections by state, mbufs in use, ...).
     pub extra: Vec<(&'static str, u64)>,
+    /// Migration latencies (moves that started or ended on this core).
+    pub latency: MigrationLatency,
 }
 
 /// The latest snapshot of every core.
@@ -83,6 +95,7 @@ impl StatsBoard {
     pub fn to_json(&self) -> String {
         let mut total = Counters::default();
         let mut extra_total: Vec<(&'static str, u64)> = Vec::new();
+        let mut latency = MigrationLatency::default();
         let mut cores = Vec::new();
         for slot in &self.cores {
             let s = match slot.lock() {
@@ -96,18 +109,30 @@ impl StatsBoard {
                     None => extra_total.push((k, v)),
                 }
             }
-            cores.push(snapshot_json(&s.counters, &s.extra, Some(s.lcore)));
+            latency.adopted.merge(&s.latency.adopted);
+            latency.first_segment.merge(&s.latency.first_segment);
+            cores.push(snapshot_json(
+                &s.counters,
+                &s.extra,
+                &s.latency,
+                Some(s.lcore),
+            ));
         }
         format!(
             "{{\"engine\":{},\"cores\":[{}],\"total\":{}}}",
             serde_json::Value::String(self.name.clone()),
             cores.join(","),
-            snapshot_json(&total, &extra_total, None)
+            snapshot_json(&total, &extra_total, &latency, None)
         )
     }
 }
 
-fn snapshot_json(c: &Counters, extra: &[(&'static str, u64)], lcore: Option<u32>) -> String {
+fn snapshot_json(
+    c: &Counters,
+    extra: &[(&'static str, u64)],
+    latency: &MigrationLatency,
+    lcore: Option<u32>,
+) -> String {
     let mut s = String::from("{");
     if let Some(l) = lcore {
         s.push_str(&format!("\"lcore\":{l},"));
@@ -115,8 +140,25 @@ fn snapshot_json(c: &Counters, extra: &[(&'static str, u64)], lcore: Option<u32>
     for (k, v) in c.iter().chain(extra.iter().copied()) {
         s.push_str(&format!("\"{k}\":{v},"));
     }
+    for (name, h) in [
+        ("migration_adopted", &latency.adopted),
+        ("migration_first_segment", &latency.first_segment),
+    ] {
+        s.push_str(&histogram_json(name, h));
+    }
     s.push_str(&format!("\"drops_total\":{}}}", c.total_dropped()));
     s
+}
+
+/// `NAME_count`, `NAME_p50_ns`, `NAME_p99_ns` and `NAME_max_ns`, each followed by a comma.
+fn histogram_json(name: &str, h: &LatencyHistogram) -> String {
+    format!(
+        "\"{name}_count\":{},\"{name}_p50_ns\":{},\"{name}_p99_ns\":{},\"{name}_max_ns\":{},",
+        h.count(),
+        h.percentile(50.0).as_nanos(),
+        h.percentile(99.0).as_nanos(),
+        h.max().as_nanos()
+    )
 }
 
 /// Errors of the control plane, each one line.
@@ -143,10 +185,21 @@ pub struct ControlServer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// What the control thread serves: the counters, and the cores' request queues.
+#[derive(Debug)]
+struct Served {
+    board: Arc<StatsBoard>,
+    cores: Vec<ControlSender>,
+}
+
 impl ControlServer {
     /// Binds `<dir>/NAME.sock` and serves `board` from a new thread. Call it before EAL
     /// starts, so the thread does not inherit the main lcore's CPU pinning.
-    pub fn start(dir: &Path, board: Arc<StatsBoard>) -> Result<ControlServer, CtlError> {
+    pub fn start(
+        dir: &Path,
+        board: Arc<StatsBoard>,
+        cores: Vec<ControlSender>,
+    ) -> Result<ControlServer, CtlError> {
         let path = socket_path(dir, &board.name);
         let shown = path.display().to_string();
         std::fs::create_dir_all(dir).map_err(|e| CtlError::Bind(shown.clone(), e))?;
@@ -165,7 +218,7 @@ impl ControlServer {
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("migratory-ctl".into())
-            .spawn(move || serve_loop(listener, board, thread_stop))
+            .spawn(move || serve_loop(listener, Served { board, cores }, thread_stop))
             .map_err(|e| CtlError::Bind(shown, e))?;
         Ok(ControlServer {
             path,
@@ -189,11 +242,11 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve_loop(listener: UnixListener, board: Arc<StatsBoard>, stop: Arc<AtomicBool>) {
+fn serve_loop(listener: UnixListener, served: Served, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let _ = answer(stream, &board);
+                let _ = answer(stream, &served);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(20));
@@ -203,21 +256,157 @@ fn serve_loop(listener: UnixListener, board: Arc<StatsBoard>, stop: Arc<AtomicBo
     }
 }
 
-fn answer(stream: UnixStream, board: &StatsBoard) -> std::io::Result<()> {
+fn answer(stream: UnixStream, served: &Served) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut line = String::new();
     BufReader::new((&stream).take(256)).read_line(&mut line)?;
-    let reply = match line.trim() {
-        "stats" => board.to_json(),
-        other => format!(
-            "{{\"error\":{}}}",
-            serde_json::Value::String(format!("unknown command {other:?}; try: stats"))
-        ),
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let reply = match words.as_slice() {
+        ["stats"] => served.board.to_json(),
+        ["conns"] => conns_json(served),
+        ["migrate", which, to] => migrate_json(served, which, to),
+        _ => error_json(&format!(
+            "unknown command {:?}; try: stats, conns, migrate ID|all CORE",
+            line.trim()
+        )),
     };
     let mut w = &stream;
     w.write_all(reply.as_bytes())?;
     w.write_all(b"\n")
+}
+
+fn error_json(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
+}
+
+/// Sends `command` to every core and collects their answers (a core that does not take or
+/// answer the request in time is reported as busy).
+fn ask_cores(served: &Served, command: Command) -> (Vec<Reply>, Vec<String>) {
+    let (tx, rx) = crossbeam::channel::unbounded();
+    let mut asked = 0;
+    let mut problems = Vec::new();
+    for (core, sender) in served.cores.iter().enumerate() {
+        let request = Request {
+            command,
+            reply: tx.clone(),
+        };
+        match sender.send(request) {
+            Ok(()) => asked += 1,
+            Err(_) => problems.push(format!("core {core} is busy (its request queue is full)")),
+        }
+    }
+    drop(tx);
+    let deadline = std::time::Instant::now() + CORE_ANSWER_TIMEOUT;
+    let mut replies = Vec::new();
+    while replies.len() < asked {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(r) => replies.push(r),
+            Err(_) => {
+                problems.push(format!(
+                    "{} core(s) did not answer within {} s (busy)",
+                    asked - replies.len(),
+                    CORE_ANSWER_TIMEOUT.as_secs()
+                ));
+                break;
+            }
+        }
+    }
+    (replies, problems)
+}
+
+fn connection_json(c: &ConnectionInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": c.flow.to_string(),
+        "local": c.local.to_string(),
+        "remote": c.remote.to_string(),
+        "state": c.state.to_string(),
+        "core": c.core,
+        "send_queue": c.send_queue,
+        "recv_queue": c.recv_queue,
+        "srtt_us": c.srtt.map(|d| d.as_micros() as u64),
+        "cwnd": c.cwnd,
+        "retransmits": c.retransmits,
+    })
+}
+
+fn conns_json(served: &Served) -> String {
+    let (replies, problems) = ask_cores(served, Command::Connections);
+    let mut list: Vec<&ConnectionInfo> = replies
+        .iter()
+        .flat_map(|r| match r {
+            Reply::Connections { list, .. } => list.as_slice(),
+            _ => &[],
+        })
+        .collect();
+    list.sort_by_key(|c| (c.core, c.flow));
+    serde_json::json!({
+        "engine": served.board.name,
+        "connections": list.iter().map(|c| connection_json(c)).collect::<Vec<_>>(),
+        "problems": problems,
+    })
+    .to_string()
+}
+
+fn move_json(m: &MoveResult) -> serde_json::Value {
+    match m.outcome {
+        Ok(latency) => serde_json::json!({
+            "id": m.flow.to_string(), "from": m.from, "to": m.to, "moved": true,
+            "latency_ns": latency.as_nanos() as u64,
+        }),
+        Err(e) => serde_json::json!({
+            "id": m.flow.to_string(), "from": m.from, "to": m.to, "moved": false,
+            "reason": e.name(), "error": e.to_string(),
+        }),
+    }
+}
+
+fn migrate_json(served: &Served, which: &str, to: &str) -> String {
+    let which = match which {
+        "all" => Which::All,
+        id => match id.parse::<FlowId>() {
+            Ok(flow) => Which::One(flow),
+            Err(e) => return error_json(&format!("{id:?}: {e}")),
+        },
+    };
+    let Ok(to) = to.parse::<u16>() else {
+        return error_json(&format!("{to:?} is not a core number"));
+    };
+    let cores = served.cores.len();
+    if cores < 2 {
+        return error_json("this engine runs one core: there is no other core to move to");
+    }
+    if usize::from(to) >= cores {
+        return error_json(&format!("core {to} does not exist (cores are 0..{cores})"));
+    }
+    let (replies, problems) = ask_cores(served, Command::Migrate { which, to });
+    let mut moves = Vec::new();
+    let mut errors: Vec<String> = problems;
+    for r in &replies {
+        match r {
+            Reply::Moves { results, .. } => moves.extend(results.iter().map(move_json)),
+            Reply::Error { core, error } => errors.push(format!("core {core}: {error}")),
+            Reply::Connections { .. } => {}
+        }
+    }
+    if let (Which::One(flow), true) = (which, moves.is_empty()) {
+        if errors.is_empty() {
+            errors.push(format!(
+                "no connection with id {flow} (see `migratory ctl --name {} conns`)",
+                served.board.name
+            ));
+        }
+    }
+    let mut v = serde_json::json!({
+        "engine": served.board.name,
+        "to_core": to,
+        "moves": moves,
+    });
+    if !errors.is_empty() {
+        v["error"] = serde_json::Value::String(errors.join("; "));
+    }
+    v.to_string()
 }
 
 /// The client side: sends `command` to engine `name` and returns its JSON answer.
@@ -264,6 +453,82 @@ pub fn render_stats(v: &serde_json::Value) -> String {
     out
 }
 
+/// Renders a `conns` answer: one line per connection.
+pub fn render_conns(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let list = v
+        .get("connections")
+        .and_then(|c| c.as_array())
+        .cloned()
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "{:<16} {:<21} {:<21} {:<12} {:>4} {:>10} {:>10}\n",
+        "ID", "LOCAL", "REMOTE", "STATE", "CORE", "SEND-Q", "RECV-Q"
+    ));
+    for c in &list {
+        out.push_str(&format!(
+            "{:<16} {:<21} {:<21} {:<12} {:>4} {:>10} {:>10}\n",
+            c["id"].as_str().unwrap_or("?"),
+            c["local"].as_str().unwrap_or("?"),
+            c["remote"].as_str().unwrap_or("?"),
+            c["state"].as_str().unwrap_or("?"),
+            c["core"],
+            c["send_queue"],
+            c["recv_queue"],
+        ));
+    }
+    for p in v
+        .get("problems")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!("warning: {}\n", p.as_str().unwrap_or("?")));
+    }
+    out
+}
+
+/// Renders a `migrate` answer: one line per move.
+pub fn render_moves(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let moves = v
+        .get("moves")
+        .and_then(|m| m.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let moved = moves.iter().filter(|m| m["moved"] == true).count();
+    for m in &moves {
+        if m["moved"] == true {
+            out.push_str(&format!(
+                "moved {} from core {} to core {} in {:.1} us\n",
+                m["id"].as_str().unwrap_or("?"),
+                m["from"],
+                m["to"],
+                m["latency_ns"].as_u64().unwrap_or(0) as f64 / 1000.0
+            ));
+        } else {
+            out.push_str(&format!(
+                "not moved {} (stays on core {}): {}\n",
+                m["id"].as_str().unwrap_or("?"),
+                m["from"],
+                m["error"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    out.push_str(&format!("{moved} of {} moved\n", moves.len()));
+    out
+}
+
+/// The exit status for an answer: 0 when it carries no error, else 1 (the command ran
+/// but did not do all it was asked: a refused move, a busy core, an unknown id).
+pub fn exit_code(v: &serde_json::Value) -> i32 {
+    if v.get("error").is_some() {
+        1
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,10 +547,10 @@ mod tests {
             s.counters.rx_packets = 7;
             s.extra = vec![("connections_established", 1)];
         });
-        let server = ControlServer::start(&dir, Arc::clone(&board)).unwrap();
+        let server = ControlServer::start(&dir, Arc::clone(&board), vec![]).unwrap();
         // A second engine of the same name is refused while the first runs.
         assert!(matches!(
-            ControlServer::start(&dir, StatsBoard::new("t1", 1)),
+            ControlServer::start(&dir, StatsBoard::new("t1", 1), vec![]),
             Err(CtlError::AlreadyRunning(..))
         ));
         let v = request(&dir, "t1", "stats").unwrap();

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dpdk_sys::{Eal, EalArgs, Mempool, Port, PortConfig};
+use engine::control::{control_queue, ControlInbox, ControlSender};
 use engine::iface::{IfaceConfig, Interface};
 use engine::poll::{Engine, IdleStrategy};
 use engine::stack::{App, Stack, StackConfig, StackKeys};
-use engine::steer::{FlowSteer, Mesh, MeshEndpoint, MeshSteer};
+use engine::steer::{CoreMessage, FlowSteer, Mesh, MeshEndpoint, MeshSteer};
 use engine::table::FlowHashKey;
 use engine::tcp::State;
 use engine::time::{Clock, Duration, MonotonicClock};
@@ -72,7 +73,9 @@ pub fn serve(args: &ServeArgs) -> i32 {
 
     // The control thread starts before EAL, so it does not inherit the main lcore's pinning.
     let board = StatsBoard::new(&args.name, cores);
-    let control = match ControlServer::start(&args.ctl_dir, Arc::clone(&board)) {
+    let (senders, inboxes): (Vec<ControlSender>, Vec<ControlInbox>) =
+        (0..cores).map(|_| control_queue()).unzip();
+    let control = match ControlServer::start(&args.ctl_dir, Arc::clone(&board), senders) {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
@@ -93,7 +96,7 @@ pub fn serve(args: &ServeArgs) -> i32 {
             ))
         }
     };
-    let code = run(args, &eal, &stop, &board, &factory, fault);
+    let code = run(args, &eal, &stop, &board, &factory, fault, inboxes);
     drop(control);
     drop(eal);
     code
@@ -115,6 +118,11 @@ struct CoreSpec {
     cores: u16,
     stop: Arc<AtomicBool>,
     board: Arc<StatsBoard>,
+    /// One clock for every core: instants (and migration latencies) compare across cores.
+    clock: MonotonicClock,
+    /// The ISN and cookie secrets, the same on every core: a connection that moves, or a
+    /// SYN that reopens a TIME-WAIT 4-tuple on another core, meets the same ones.
+    engine_keys: StackKeys,
 }
 
 fn run(
@@ -124,6 +132,7 @@ fn run(
     board: &Arc<StatsBoard>,
     factory: &AppFactory,
     fault: Option<FaultConfig>,
+    inboxes: Vec<ControlInbox>,
 ) -> i32 {
     let cores = args.cores;
     let lcores: Vec<u32> = eal.lcores().into_iter().take(usize::from(cores)).collect();
@@ -215,7 +224,7 @@ fn run(
         Ok(s) => s,
         Err(e) => return usage_error(e),
     };
-    let endpoints = match Mesh::<MbufFrame>::new(cores, MESH_DEPTH) {
+    let endpoints = match Mesh::<CoreMessage<MbufFrame>>::new(cores, MESH_DEPTH) {
         Ok(e) => e,
         Err(e) => return usage_error(e),
     };
@@ -233,18 +242,22 @@ fn run(
         cores,
         stop: Arc::clone(stop),
         board: Arc::clone(board),
+        clock: MonotonicClock::new(),
+        engine_keys: StackKeys::from_seed(random_u64()),
     };
 
     // Workers first, then the main lcore runs core 0 itself.
-    let mut endpoints = endpoints.into_iter();
+    let mut endpoints = endpoints.into_iter().zip(inboxes);
     let main_endpoint = endpoints.next();
     let mut workers = Vec::new();
     let mut failed = false;
-    for (index, endpoint) in endpoints.enumerate() {
+    for (index, (endpoint, inbox)) in endpoints.enumerate() {
         let index = index + 1;
         let spec = spec.clone();
         let lcore = lcores[index];
-        match eal.launch(lcore, move || run_core(&spec, index, lcore, endpoint)) {
+        match eal.launch(lcore, move || {
+            run_core(&spec, index, lcore, endpoint, inbox)
+        }) {
             Ok(h) => workers.push(h),
             Err(e) => {
                 eprintln!("migratory: cannot start core {index} on lcore {lcore}: {e}");
@@ -255,7 +268,7 @@ fn run(
         }
     }
     let mut code = match main_endpoint {
-        Some(endpoint) if !failed => run_core(&spec, 0, lcores[0], endpoint),
+        Some((endpoint, inbox)) if !failed => run_core(&spec, 0, lcores[0], endpoint, inbox),
         _ => EXIT_FAILURE,
     };
     stop.store(true, Ordering::Release);
@@ -298,7 +311,13 @@ fn run(
 
 /// One core: builds its queue, stack, application and steering, and polls until stop.
 /// Returns its exit code.
-fn run_core(spec: &CoreSpec, index: usize, lcore: u32, endpoint: MeshEndpoint<MbufFrame>) -> i32 {
+fn run_core(
+    spec: &CoreSpec,
+    index: usize,
+    lcore: u32,
+    endpoint: MeshEndpoint<CoreMessage<MbufFrame>>,
+    inbox: ControlInbox,
+) -> i32 {
     let queue = match DpdkQueue::new(&spec.port, index as u16, spec.pool, spec.interrupts) {
         Ok(q) => q,
         Err(e) => {
@@ -307,7 +326,7 @@ fn run_core(spec: &CoreSpec, index: usize, lcore: u32, endpoint: MeshEndpoint<Mb
             return EXIT_FAILURE;
         }
     };
-    let clock = MonotonicClock::new();
+    let clock = spec.clock;
     let iface = Interface::new(IfaceConfig {
         mac: spec.mac,
         cidr: spec.cidr,
@@ -317,41 +336,52 @@ fn run_core(spec: &CoreSpec, index: usize, lcore: u32, endpoint: MeshEndpoint<Mb
     });
     let mut config = StackConfig::default();
     config.tcp.mtu = u16::try_from(spec.mtu).unwrap_or(1500);
-    let mut stack = Stack::new(iface, config, StackKeys::from_seed(random_u64()));
+    // The table's key is the core's own; the ISN and cookie secrets are the engine's.
+    let keys = StackKeys {
+        table: StackKeys::from_seed(random_u64()).table,
+        ..spec.engine_keys
+    };
+    let mut stack = Stack::new(iface, config, keys);
     if spec.cores > 1 {
         stack.set_steering(spec.steer, index as u16);
     }
-    let steer = match MeshSteer::new(spec.steer, endpoint) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("migratory: core {index}: {e}");
-            spec.stop.store(true, Ordering::Release);
-            return EXIT_FAILURE;
-        }
-    };
+    let steer = MeshSteer::new(endpoint);
     let app = spec.factory.make();
+    fn engine<P: engine::port::Port>(
+        port: P,
+        parts: (
+            Stack,
+            AnyApp,
+            MeshSteer<P::Frame>,
+            ControlInbox,
+            MonotonicClock,
+        ),
+    ) -> Engine<P, AnyApp, MeshSteer<P::Frame>>
+    where
+        P::Frame: Send,
+    {
+        let (stack, app, steer, inbox, clock) = parts;
+        let mut e = Engine::with_app(port, stack, app, steer);
+        e.set_control(inbox);
+        e.set_stamp_clock(clock);
+        e
+    }
     match &spec.fault {
         Some(f) => match FaultyPort::new(queue, clock, f.clone()) {
-            Ok(port) => drive(
-                Engine::with_app(port, stack, app, steer),
-                spec,
-                index,
-                lcore,
-                &clock,
-            ),
+            Ok(port) => {
+                let parts = (stack, app, steer, inbox, clock);
+                drive(engine(port, parts), spec, index, lcore, &clock)
+            }
             Err(e) => {
                 eprintln!("migratory: core {index}: bad fault configuration: {e}");
                 spec.stop.store(true, Ordering::Release);
                 EXIT_FAILURE
             }
         },
-        None => drive(
-            Engine::with_app(queue, stack, app, steer),
-            spec,
-            index,
-            lcore,
-            &clock,
-        ),
+        None => {
+            let parts = (stack, app, steer, inbox, clock);
+            drive(engine(queue, parts), spec, index, lcore, &clock)
+        }
     }
 }
 
@@ -379,6 +409,7 @@ where
             snap.counters.clone_from(e.counters());
             snap.extra = stack_figures(e);
             snap.extra.push(("mbufs_in_use", u64::from(pool.in_use())));
+            snap.latency.clone_from(e.migration_latency());
         })
     };
     engine.run_with(clock, &spec.stop, spec.idle, STATS_EVERY, publish);
@@ -402,6 +433,9 @@ fn stack_figures<P: engine::port::Port, A: App, S: engine::steer::Steer<P::Frame
     }
     v.push(("steered_out", e.steered_out));
     v.push(("steered_in", e.steered_in));
+    v.extend(stack.migration_counters().iter());
+    v.push(("migrations_in_flight", e.migrations_in_flight() as u64));
+    v.push(("migrations_lost", e.migrations_lost()));
     v
 }
 

@@ -37,7 +37,8 @@ impl App for Echo {
                 }
             }
             Event::Accepted { local_port } => println!("server: accepted on port {local_port}"),
-            Event::Connected => {}
+            // This example does not move connections (see `App::export`).
+            Event::Connected | Event::Adopted { .. } => {}
             Event::Closed { error } => println!("server: connection closed ({error:?})"),
         }
     }
@@ -84,7 +85,7 @@ impl App for Client {
                 }
             }
             Event::Closed { error } => println!("client: closed ({error:?})"),
-            Event::Accepted { .. } | Event::PeerClosed => {}
+            Event::Accepted { .. } | Event::PeerClosed | Event::Adopted { .. } => {}
         }
     }
 }

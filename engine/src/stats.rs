@@ -5,8 +5,11 @@
 //! they are stable, renaming one is a breaking change. Counting is plain `u64` arithmetic on
 //! a core-local value; nothing here allocates except [`Counters::to_json`], which is for
 //! reporting, never the packet path. Cores keep their own `Counters` and a reporter sums
-//! them with [`Counters::add`].
+//! them with [`Counters::add`]. [`LatencyHistogram`] keeps latencies (of migrations) the
+//! same way: fixed size, merged across cores by the reporter.
 use core::fmt;
+
+use crate::time::Duration;
 
 macro_rules! drop_reasons {
     ($( $(#[doc = $doc:literal])* $variant:ident => $name:literal, )*) => {
@@ -267,6 +270,107 @@ impl Counters {
     }
 }
 
+/// Sub-buckets per power of two in a [`LatencyHistogram`] (precision: 1/8, 12.5%).
+const SUB_BUCKETS: usize = 8;
+/// Buckets: 8 exact values below 8 ns, then 8 per power of two up to 2^64 ns.
+const BUCKETS: usize = SUB_BUCKETS + 61 * SUB_BUCKETS;
+
+/// A latency histogram in nanoseconds with logarithmic buckets (HDR-style, 12.5%
+/// precision), fixed size and no allocation after construction: what the engine keeps of
+/// migration latencies, mergeable across cores.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    counts: Box<[u32; BUCKETS]>,
+    total: u64,
+    max_ns: u64,
+}
+
+impl core::fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LatencyHistogram")
+            .field("count", &self.total)
+            .field("p50", &self.percentile(50.0))
+            .field("max_ns", &self.max_ns)
+            .finish()
+    }
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            counts: Box::new([0; BUCKETS]),
+            total: 0,
+            max_ns: 0,
+        }
+    }
+}
+
+impl LatencyHistogram {
+    fn index(ns: u64) -> usize {
+        if ns < SUB_BUCKETS as u64 {
+            return ns as usize;
+        }
+        let e = 63 - ns.leading_zeros() as usize; // at least 3
+        let sub = ((ns >> (e - 3)) & (SUB_BUCKETS as u64 - 1)) as usize;
+        (SUB_BUCKETS + (e - 3) * SUB_BUCKETS + sub).min(BUCKETS - 1)
+    }
+
+    /// The largest value bucket `i` holds.
+    fn upper(i: usize) -> u64 {
+        if i < SUB_BUCKETS {
+            return i as u64;
+        }
+        let e = (i - SUB_BUCKETS) / SUB_BUCKETS + 3;
+        let sub = ((i - SUB_BUCKETS) % SUB_BUCKETS) as u64;
+        let low = (1u64 << e) | (sub << (e - 3));
+        low.saturating_add((1u64 << (e - 3)) - 1)
+    }
+
+    pub fn record(&mut self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let slot = &mut self.counts[Self::index(ns)];
+        *slot = slot.saturating_add(1);
+        self.total += 1;
+        self.max_ns = self.max_ns.max(ns);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    pub fn max(&self) -> Duration {
+        Duration::from_nanos(self.max_ns)
+    }
+
+    /// The value at percentile `p` (0-100): the upper bound of the bucket holding it,
+    /// never above the largest value recorded. Zero when empty.
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.total == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((p.clamp(0.0, 100.0) / 100.0) * self.total as f64)
+            .ceil()
+            .max(1.0) as u64;
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                return Duration::from_nanos(Self::upper(i).min(self.max_ns));
+            }
+        }
+        Duration::from_nanos(self.max_ns)
+    }
+
+    /// Adds `other`'s values to these.
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        self.total += other.total;
+        self.max_ns = self.max_ns.max(other.max_ns);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,5 +480,48 @@ mod tests {
         assert_eq!(json.matches(':').count(), 9 + DropReason::COUNT + 1);
         assert_eq!(json.matches(',').count(), 9 + DropReason::COUNT);
         assert!(!json.contains(",}"));
+    }
+
+    #[test]
+    fn latency_percentiles_within_an_eighth() {
+        let mut h = LatencyHistogram::default();
+        assert_eq!(h.percentile(50.0), Duration::ZERO);
+        for us in 1..=1000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        assert_eq!(h.count(), 1000);
+        for (p, want) in [(50.0, 500u64), (99.0, 990), (100.0, 1000), (1.0, 10)] {
+            let got = h.percentile(p).as_nanos() as f64 / 1000.0;
+            assert!(
+                (got - want as f64).abs() <= want as f64 / 8.0 + 1.0,
+                "p{p}: {got} us for {want}"
+            );
+        }
+        assert_eq!(h.max(), Duration::from_micros(1000));
+        let mut other = LatencyHistogram::default();
+        other.record(Duration::from_secs(3));
+        other.record(Duration::from_nanos(3));
+        h.merge(&other);
+        assert_eq!(h.count(), 1002);
+        assert_eq!(h.percentile(100.0), Duration::from_secs(3));
+        assert_eq!(h.percentile(0.0), Duration::from_nanos(3));
+        // Every value lands in a bucket whose bounds hold it.
+        for ns in [
+            0u64,
+            7,
+            8,
+            9,
+            15,
+            16,
+            1023,
+            1024,
+            1025,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
+            let i = LatencyHistogram::index(ns);
+            assert!(LatencyHistogram::upper(i) >= ns, "{ns}");
+            assert!(i == 0 || LatencyHistogram::upper(i - 1) < ns, "{ns}");
+        }
     }
 }

@@ -7,16 +7,16 @@
 //!
 //! Owns: [`FlowSteer`], the rule that gives every flow a **home** core, the same on every
 //! core and for both directions of the flow; the choice of source ports for active opens so
-//! that the new flow's home is the opening core ([`FlowSteer::pick_local_port`]); and
+//! that the new flow's home is the opening core ([`FlowSteer::pick_local_port`]);
 //! [`Mesh`], one bounded lock-free single-producer/single-consumer queue per ordered pair
-//! of cores, over which a core hands values (received frames now, migrating connections
-//! later) to another; [`Steer`], how the poll loop hands frames of flows it does not own to their owner, with
-//! [`NoSteer`] for a single core and [`MeshSteer`] made of the two.
+//! of cores, over which a core hands values to another; [`CoreMessage`], what those values
+//! are (received frames, migrating connections and what their origin hears back, owner
+//! updates for home cores); and [`Steer`], the poll loop's way to the other owners, with
+//! [`NoSteer`] for a single core and [`MeshSteer`] over the mesh.
 //!
-//! May not: look into the values it carries, know which core owns a flow after a migration
-//! (the home core keeps a redirect entry in its table; that is the table's business),
-//! block, allocate per value, or lose a value: a value is in a queue, back in the caller's
-//! hands, or dropped with the mesh.
+//! May not: look into frames, decide who owns a flow after a migration (the stack's table
+//! holds redirects; the stack says where a frame goes), block, allocate per value, or lose
+//! a value: a value is in a queue, back in the caller's hands, or dropped with the mesh.
 use core::fmt;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::ops::RangeInclusive;
@@ -25,7 +25,10 @@ use std::sync::Arc;
 use crossbeam::queue::ArrayQueue;
 
 use crate::flow::FourTuple;
+use crate::migrate::{Owner, Ticket, Transfer};
+use crate::stack::MigrateError;
 use crate::table::FlowHashKey;
+use crate::time::Instant;
 
 /// Why a steering structure could not be built or used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -42,9 +45,6 @@ pub enum SteerError {
     /// A destination that is not another core of the mesh.
     #[error("core {to} is not a peer of core {core} (mesh of {cores} cores)")]
     NotAPeer { core: u16, to: u16, cores: u16 },
-    /// A [`FlowSteer`] and a [`Mesh`] built for different numbers of cores.
-    #[error("steering over {steer} cores cannot use a mesh of {mesh} cores")]
-    CoreCountMismatch { steer: u16, mesh: u16 },
 }
 
 /// Which core is the home of a flow.
@@ -151,13 +151,42 @@ impl FlowSteer {
     }
 }
 
-/// Where frames of flows this core does not own go (software steering between cores).
+/// What the cores of one engine send each other over the [`Mesh`]. Frames and control
+/// messages share one queue per pair of cores, so that a connection's record arrives
+/// before the segments its origin hands on after it.
+#[derive(Debug)]
+pub enum CoreMessage<F> {
+    /// A received frame for the receiving core, which owns its flow or is its home;
+    /// `hops` counts the cores it went through (a bound stops loops).
+    Frame { frame: F, hops: u8 },
+    /// A connection moving to the receiving core.
+    Migrate(Box<Transfer>),
+    /// The receiving core's move `ticket` succeeded: the sender adopted the connection at
+    /// `adopted_at`.
+    Adopted { ticket: Ticket, adopted_at: Instant },
+    /// The receiving core's move came back refused: it takes the connection back.
+    Returned {
+        transfer: Box<Transfer>,
+        error: MigrateError,
+    },
+    /// To a flow's home core: the flow's connection is now `owner`'s (`Some`), or core
+    /// `from` let go of it (`None`).
+    Owner {
+        tuple: FourTuple,
+        owner: Option<Owner>,
+        from: u16,
+    },
+}
+
+/// How the poll loop reaches the other owners of flows: the cores of its engine (and,
+/// later, peer engines).
 pub trait Steer<F> {
-    /// Hands `frame` (a TCP segment of `tuple`) to the core that owns the flow. Returns
-    /// the frame if that is impossible (queue full); the loop then drops and counts it.
-    fn forward(&mut self, tuple: &FourTuple, frame: F) -> Result<(), F>;
-    /// Appends frames other cores handed to this one.
-    fn receive(&mut self, out: &mut Vec<F>, max: usize) -> usize;
+    /// Sends `msg` to `to`. Gives it back if that is impossible (queue full, not a core
+    /// of this engine); the loop then drops a frame (counted) or retries a control
+    /// message.
+    fn send(&mut self, to: Owner, msg: CoreMessage<F>) -> Result<(), CoreMessage<F>>;
+    /// Appends the messages others sent here, in their order per sender.
+    fn receive(&mut self, out: &mut Vec<CoreMessage<F>>, max: usize) -> usize;
 }
 
 /// No other cores: nothing is ever forwarded.
@@ -165,10 +194,10 @@ pub trait Steer<F> {
 pub struct NoSteer;
 
 impl<F> Steer<F> for NoSteer {
-    fn forward(&mut self, _: &FourTuple, frame: F) -> Result<(), F> {
-        Err(frame)
+    fn send(&mut self, _: Owner, msg: CoreMessage<F>) -> Result<(), CoreMessage<F>> {
+        Err(msg)
     }
-    fn receive(&mut self, _: &mut Vec<F>, _: usize) -> usize {
+    fn receive(&mut self, _: &mut Vec<CoreMessage<F>>, _: usize) -> usize {
         0
     }
 }
@@ -389,52 +418,39 @@ impl<T: Send> MeshEndpoint<T> {
     }
 }
 
-/// The poll loop's [`Steer`] for one core: a frame of a flow this core does not own goes
-/// to the flow's home core over the mesh; frames other cores sent here come back out of
-/// `receive`.
-///
-/// Until migration adds redirect entries, the home is the owner. A frame whose home is this
-/// very core is not forwarded (it would loop): `forward` hands it back.
+/// The poll loop's [`Steer`] for one core of several: messages to another core go over
+/// the [`Mesh`]; messages other cores sent here come back out of `receive`.
 #[derive(Debug)]
-pub struct MeshSteer<T> {
-    steer: FlowSteer,
-    endpoint: MeshEndpoint<T>,
+pub struct MeshSteer<F> {
+    endpoint: MeshEndpoint<CoreMessage<F>>,
 }
 
-impl<T: Send> MeshSteer<T> {
-    /// Steering for the core of `endpoint`; both must be built for the same core count.
-    pub fn new(steer: FlowSteer, endpoint: MeshEndpoint<T>) -> Result<Self, SteerError> {
-        if steer.cores() != endpoint.cores() {
-            return Err(SteerError::CoreCountMismatch {
-                steer: steer.cores(),
-                mesh: endpoint.cores(),
-            });
-        }
-        Ok(MeshSteer { steer, endpoint })
+impl<F: Send> MeshSteer<F> {
+    pub fn new(endpoint: MeshEndpoint<CoreMessage<F>>) -> Self {
+        MeshSteer { endpoint }
     }
 
-    pub fn steer(&self) -> &FlowSteer {
-        &self.steer
-    }
-
-    pub fn endpoint(&self) -> &MeshEndpoint<T> {
+    pub fn endpoint(&self) -> &MeshEndpoint<CoreMessage<F>> {
         &self.endpoint
     }
 
-    pub fn endpoint_mut(&mut self) -> &mut MeshEndpoint<T> {
+    pub fn endpoint_mut(&mut self) -> &mut MeshEndpoint<CoreMessage<F>> {
         &mut self.endpoint
     }
 }
 
-impl<T: Send> Steer<T> for MeshSteer<T> {
-    fn forward(&mut self, tuple: &FourTuple, frame: T) -> Result<(), T> {
-        let home = self.steer.home(tuple);
-        self.endpoint
-            .send(home, frame)
-            .map_err(MeshSendError::into_inner)
+impl<F: Send> Steer<F> for MeshSteer<F> {
+    fn send(&mut self, to: Owner, msg: CoreMessage<F>) -> Result<(), CoreMessage<F>> {
+        match to {
+            Owner::Core(core) => self
+                .endpoint
+                .send(core, msg)
+                .map_err(MeshSendError::into_inner),
+            Owner::Peer(_) => Err(msg),
+        }
     }
 
-    fn receive(&mut self, out: &mut Vec<T>, max: usize) -> usize {
+    fn receive(&mut self, out: &mut Vec<CoreMessage<F>>, max: usize) -> usize {
         self.endpoint.recv_burst(out, max)
     }
 }

@@ -1,19 +1,21 @@
 //! The per-core connection table: which connection, TIME_WAIT record or listener a
 //! segment's 4-tuple belongs to.
 //!
-//! Owns: three hash tables (connections by [`FourTuple`], compact TIME_WAIT records by
-//! [`FourTuple`], listeners by local [`SocketAddrV4`]), their capacity limits, the keyed hash
-//! that protects them ([`FlowHashKey`], SipHash-1-3 from [`crate::hash`]),
-//! and the TIME_WAIT expiry order.
+//! Owns: four hash tables (connections by [`FourTuple`], compact TIME_WAIT records by
+//! [`FourTuple`], redirects of migrated connections by [`FourTuple`], listeners by local
+//! [`SocketAddrV4`]), their capacity limits, the keyed hash that protects them
+//! ([`FlowHashKey`], SipHash-1-3 from [`crate::hash`]), and the TIME_WAIT and redirect
+//! expiry orders.
 //!
 //! May not: interpret segments or connection state (the TCP module decides what a lookup
 //! result means), read a clock (expiry takes `now`), or grow past its limits.
 //!
 //! Lookup order ([`ConnTable::lookup`]): a connection in any state but LISTEN and
 //! TIME_WAIT, then a TIME_WAIT record (RFC 9293 §3.10.7.4: a segment for a TIME_WAIT 4-tuple
-//! goes to that record, which may let a new SYN through to the listener), then a listener
+//! goes to that record, which may let a new SYN through to the listener), then a redirect
+//! (the connection moved to another owner: its segments are handed on), then a listener
 //! on the exact local address, then a listener on the wildcard address `0.0.0.0` with the
-//! same port. A 4-tuple is a connection or a TIME_WAIT record, never both.
+//! same port. A 4-tuple is a connection, a TIME_WAIT record or a redirect, never two.
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -92,6 +94,8 @@ pub enum EntryKind {
     TimeWait,
     /// A listener.
     Listener,
+    /// A redirect: the connection moved to another owner.
+    Redirect,
 }
 
 /// Why a table operation was refused.
@@ -123,6 +127,7 @@ pub struct TableLimits {
     pub connections: usize,
     pub time_wait: usize,
     pub listeners: usize,
+    pub redirects: usize,
 }
 
 impl Default for TableLimits {
@@ -132,6 +137,7 @@ impl Default for TableLimits {
             connections: 1 << 20,
             time_wait: 1 << 20,
             listeners: 1024,
+            redirects: 1 << 20,
         }
     }
 }
@@ -161,12 +167,21 @@ pub struct TimeWaitEntry<W> {
     pub expiry: Instant,
 }
 
-/// A lookup result; `C`, `T` and `L` are references to the connection, the TIME_WAIT
-/// record and the listener (shared or mutable).
+/// Where the segments of a migrated connection go now, and until when this entry is
+/// kept (`None`: until removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redirect<R> {
+    pub owner: R,
+    pub expiry: Option<Instant>,
+}
+
+/// A lookup result; `C`, `T`, `L` and `R` are references to the connection, the TIME_WAIT
+/// record, the listener and the redirect (shared or mutable).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Lookup<C, T, L> {
+pub enum Lookup<C, T, L, R = ()> {
     Connection(C),
     TimeWait(T),
+    Redirect(R),
     /// A listener; `local` is the key that matched (the exact address or the wildcard).
     Listener {
         local: SocketAddrV4,
@@ -175,12 +190,13 @@ pub enum Lookup<C, T, L> {
     NotFound,
 }
 
-impl<C, T, L> Lookup<C, T, L> {
+impl<C, T, L, R> Lookup<C, T, L, R> {
     /// Which kind of entry was found.
     pub fn kind(&self) -> Option<EntryKind> {
         match self {
             Lookup::Connection(_) => Some(EntryKind::Connection),
             Lookup::TimeWait(_) => Some(EntryKind::TimeWait),
+            Lookup::Redirect(_) => Some(EntryKind::Redirect),
             Lookup::Listener { .. } => Some(EntryKind::Listener),
             Lookup::NotFound => None,
         }
@@ -188,9 +204,10 @@ impl<C, T, L> Lookup<C, T, L> {
 }
 
 /// A core's connection table. `V` is what a connection entry holds (the connection itself
-/// or an index into the core's slab), `L` a listener, `W` a TIME_WAIT record.
+/// or an index into the core's slab), `L` a listener, `W` a TIME_WAIT record, `R` the new
+/// owner of a migrated connection.
 #[derive(Debug, Clone)]
-pub struct ConnTable<V, L = V, W = TimeWait> {
+pub struct ConnTable<V, L = V, W = TimeWait, R = u16> {
     /// Keys the hashes of all three tables. Secret and per core: peers choose the keys of
     /// the connection and TIME_WAIT tables (see [`FlowHashKey`]).
     key: FlowHashKey,
@@ -204,9 +221,12 @@ pub struct ConnTable<V, L = V, W = TimeWait> {
     /// or its expiry changed since; stale entries are skipped when popped and purged when
     /// they outnumber live ones.
     expiries: BinaryHeap<Reverse<(Instant, FourTuple)>>,
+    redirects: HashTable<(FourTuple, Redirect<R>)>,
+    /// Expiries of redirects that have one, stale entries skipped as for TIME_WAIT.
+    redirect_expiries: BinaryHeap<Reverse<(Instant, FourTuple)>>,
 }
 
-impl<V, L, W> ConnTable<V, L, W> {
+impl<V, L, W, R> ConnTable<V, L, W, R> {
     /// An empty table whose hashes are keyed by `key` (see [`FlowHashKey`]).
     pub fn new(key: FlowHashKey, limits: TableLimits) -> Self {
         ConnTable {
@@ -216,6 +236,8 @@ impl<V, L, W> ConnTable<V, L, W> {
             time_wait: HashTable::new(),
             listeners: HashTable::new(),
             expiries: BinaryHeap::new(),
+            redirects: HashTable::new(),
+            redirect_expiries: BinaryHeap::new(),
         }
     }
 
@@ -246,6 +268,11 @@ impl<V, L, W> ConnTable<V, L, W> {
                 self.listeners
                     .reserve(additional.min(room), |(a, _)| key.hash_addr(a));
             }
+            EntryKind::Redirect => {
+                let room = self.limits.redirects.saturating_sub(self.redirects.len());
+                self.redirects
+                    .reserve(additional.min(room), |(t, _)| key.hash_tuple(t));
+            }
         }
     }
 
@@ -260,22 +287,29 @@ impl<V, L, W> ConnTable<V, L, W> {
             EntryKind::Connection => self.connections.len(),
             EntryKind::TimeWait => self.time_wait.len(),
             EntryKind::Listener => self.listeners.len(),
+            EntryKind::Redirect => self.redirects.len(),
         }
     }
 
     /// Whether the table holds no entry of any kind.
     pub fn is_empty(&self) -> bool {
-        self.connections.is_empty() && self.time_wait.is_empty() && self.listeners.is_empty()
+        self.connections.is_empty()
+            && self.time_wait.is_empty()
+            && self.listeners.is_empty()
+            && self.redirects.is_empty()
     }
 
     /// Finds what a segment arriving on `tuple` (seen from this end) belongs to, in the
     /// order described in the module documentation.
-    pub fn lookup(&self, tuple: &FourTuple) -> Lookup<&V, &TimeWaitEntry<W>, &L> {
+    pub fn lookup(&self, tuple: &FourTuple) -> Lookup<&V, &TimeWaitEntry<W>, &L, &Redirect<R>> {
         if let Some(value) = self.connection(tuple) {
             return Lookup::Connection(value);
         }
         if let Some(entry) = self.time_wait(tuple) {
             return Lookup::TimeWait(entry);
+        }
+        if let Some(redirect) = self.redirect(tuple) {
+            return Lookup::Redirect(redirect);
         }
         match self.listener_for(tuple.local) {
             Some((local, listener)) => Lookup::Listener { local, listener },
@@ -287,13 +321,16 @@ impl<V, L, W> ConnTable<V, L, W> {
     pub fn lookup_mut(
         &mut self,
         tuple: &FourTuple,
-    ) -> Lookup<&mut V, &mut TimeWaitEntry<W>, &mut L> {
+    ) -> Lookup<&mut V, &mut TimeWaitEntry<W>, &mut L, &mut Redirect<R>> {
         let hash = self.key.hash_tuple(tuple);
         if let Some((_, value)) = self.connections.find_mut(hash, |(t, _)| t == tuple) {
             return Lookup::Connection(value);
         }
         if let Some((_, entry)) = self.time_wait.find_mut(hash, |(t, _)| t == tuple) {
             return Lookup::TimeWait(entry);
+        }
+        if let Some((_, redirect)) = self.redirects.find_mut(hash, |(t, _)| t == tuple) {
+            return Lookup::Redirect(redirect);
         }
         let Some(local) = listener_key(&self.listeners, &self.key, tuple.local) else {
             return Lookup::NotFound;
@@ -307,14 +344,16 @@ impl<V, L, W> ConnTable<V, L, W> {
 
     // ----- connections -----
 
-    /// Adds a connection. Refused, handing `value` back, if the 4-tuple is a connection
-    /// or a TIME_WAIT record already, or if the connection table is full.
+    /// Adds a connection. Refused, handing `value` back, if the 4-tuple is a connection,
+    /// a TIME_WAIT record or a redirect already, or if the connection table is full.
     pub fn insert_connection(&mut self, tuple: FourTuple, value: V) -> Result<(), Refused<V>> {
         let hash = self.key.hash_tuple(&tuple);
         let error = if self.connections.find(hash, |(t, _)| *t == tuple).is_some() {
             Some(TableError::Occupied(EntryKind::Connection))
         } else if self.time_wait.find(hash, |(t, _)| *t == tuple).is_some() {
             Some(TableError::Occupied(EntryKind::TimeWait))
+        } else if self.redirects.find(hash, |(t, _)| *t == tuple).is_some() {
+            Some(TableError::Occupied(EntryKind::Redirect))
         } else if self.connections.len() >= self.limits.connections {
             let limit = self.limits.connections;
             Some(TableError::Full {
@@ -537,6 +576,111 @@ impl<V, L, W> ConnTable<V, L, W> {
         }
     }
 
+    // ----- redirects -----
+
+    /// Records that `tuple`'s connection is now `owner`'s, until `expiry` (or until
+    /// removed), replacing an earlier redirect. Refused, handing `owner` back, if the
+    /// 4-tuple is a connection or a TIME_WAIT record here, or the redirect table is full.
+    pub fn insert_redirect(
+        &mut self,
+        tuple: FourTuple,
+        owner: R,
+        expiry: Option<Instant>,
+    ) -> Result<(), Refused<R>> {
+        let hash = self.key.hash_tuple(&tuple);
+        let error = if self.connections.find(hash, |(t, _)| *t == tuple).is_some() {
+            Some(TableError::Occupied(EntryKind::Connection))
+        } else if self.time_wait.find(hash, |(t, _)| *t == tuple).is_some() {
+            Some(TableError::Occupied(EntryKind::TimeWait))
+        } else {
+            None
+        };
+        if let Some(error) = error {
+            return Err(Refused {
+                error,
+                value: owner,
+            });
+        }
+        let redirect = Redirect { owner, expiry };
+        if let Some((_, old)) = self.redirects.find_mut(hash, |(t, _)| *t == tuple) {
+            *old = redirect;
+        } else if self.redirects.len() >= self.limits.redirects {
+            return Err(Refused {
+                error: TableError::Full {
+                    kind: EntryKind::Redirect,
+                    limit: self.limits.redirects,
+                },
+                value: redirect.owner,
+            });
+        } else {
+            let key = self.key;
+            self.redirects
+                .insert_unique(hash, (tuple, redirect), |(t, _)| key.hash_tuple(t));
+        }
+        if let Some(at) = expiry {
+            self.redirect_expiries.push(Reverse((at, tuple)));
+            self.purge_stale_redirect_expiries();
+        }
+        Ok(())
+    }
+
+    pub fn redirect(&self, tuple: &FourTuple) -> Option<&Redirect<R>> {
+        let hash = self.key.hash_tuple(tuple);
+        self.redirects
+            .find(hash, |(t, _)| t == tuple)
+            .map(|(_, r)| r)
+    }
+
+    pub fn remove_redirect(&mut self, tuple: &FourTuple) -> Option<Redirect<R>> {
+        let hash = self.key.hash_tuple(tuple);
+        let entry = self.redirects.find_entry(hash, |(t, _)| t == tuple).ok()?;
+        let ((_, redirect), _) = entry.remove();
+        Some(redirect)
+    }
+
+    /// Every redirect, in no particular order.
+    pub fn redirects(&self) -> impl Iterator<Item = (&FourTuple, &Redirect<R>)> + '_ {
+        self.redirects.iter().map(|(t, r)| (t, r))
+    }
+
+    /// Removes every redirect whose expiry is at or before `now`; returns how many.
+    pub fn expire_redirects(&mut self, now: Instant) -> usize {
+        let mut count = 0;
+        while let Some(&Reverse((expiry, tuple))) = self.redirect_expiries.peek() {
+            if expiry > now {
+                break;
+            }
+            self.redirect_expiries.pop();
+            let hash = self.key.hash_tuple(&tuple);
+            if let Ok(entry) = self
+                .redirects
+                .find_entry(hash, |(t, r)| *t == tuple && r.expiry == Some(expiry))
+            {
+                entry.remove();
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// A lower bound of the earliest redirect expiry, or `None` when none expires.
+    pub fn next_redirect_expiry(&self) -> Option<Instant> {
+        if self.redirects.is_empty() {
+            return None;
+        }
+        self.redirect_expiries.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn purge_stale_redirect_expiries(&mut self) {
+        if self.redirect_expiries.len() > 2 * self.redirects.len() + 64 {
+            self.redirect_expiries = self
+                .redirects
+                .iter()
+                .filter_map(|(t, r)| r.expiry.map(|at| Reverse((at, *t))))
+                .collect();
+        }
+    }
+
     // ----- listeners -----
 
     /// Adds a listener on `local`; `0.0.0.0:port` listens on every local address for that
@@ -651,5 +795,84 @@ mod tests {
         let b2 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40001);
         assert_ne!(k.hash_tuple(&t), k.hash_tuple(&FourTuple::new(a, b2)));
         assert_eq!(format!("{k:?}"), "FlowHashKey(..)");
+    }
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::*;
+
+    fn flow(port: u16) -> FourTuple {
+        FourTuple::new(
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80),
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), port),
+        )
+    }
+
+    #[test]
+    fn redirects_sit_between_time_wait_and_listeners() {
+        let mut t: ConnTable<u32, &str, TimeWait, u16> =
+            ConnTable::new(FlowHashKey::from_words(3, 4), TableLimits::default());
+        t.insert_listener(flow(1).local, "l").unwrap();
+        assert!(matches!(t.lookup(&flow(1)), Lookup::Listener { .. }));
+        t.insert_redirect(flow(1), 7, None).unwrap();
+        assert_eq!(
+            t.lookup(&flow(1)),
+            Lookup::Redirect(&Redirect {
+                owner: 7,
+                expiry: None
+            })
+        );
+        assert_eq!(t.len(EntryKind::Redirect), 1);
+        // A connection cannot take the 4-tuple while the redirect is there, and a redirect
+        // cannot take a connection's.
+        assert_eq!(
+            t.insert_connection(flow(1), 1).unwrap_err().error,
+            TableError::Occupied(EntryKind::Redirect)
+        );
+        t.insert_connection(flow(2), 2).unwrap();
+        assert_eq!(
+            t.insert_redirect(flow(2), 9, None).unwrap_err().error,
+            TableError::Occupied(EntryKind::Connection)
+        );
+        // Replacing keeps one entry; removing brings the listener back.
+        t.insert_redirect(flow(1), 8, None).unwrap();
+        assert_eq!(t.len(EntryKind::Redirect), 1);
+        assert_eq!(t.remove_redirect(&flow(1)).map(|r| r.owner), Some(8));
+        assert!(matches!(t.lookup(&flow(1)), Lookup::Listener { .. }));
+    }
+
+    #[test]
+    fn redirects_expire_unless_replaced() {
+        let mut t: ConnTable<u32> =
+            ConnTable::new(FlowHashKey::from_words(5, 6), TableLimits::default());
+        let at = |ms| Instant::from_millis(ms);
+        t.insert_redirect(flow(1), 1, Some(at(10))).unwrap();
+        t.insert_redirect(flow(2), 2, Some(at(20))).unwrap();
+        t.insert_redirect(flow(3), 3, None).unwrap();
+        // Replaced with a later expiry: the first one no longer applies.
+        t.insert_redirect(flow(2), 2, Some(at(40))).unwrap();
+        assert_eq!(t.next_redirect_expiry(), Some(at(10)));
+        assert_eq!(t.expire_redirects(at(25)), 1);
+        assert!(t.redirect(&flow(1)).is_none());
+        assert!(t.redirect(&flow(2)).is_some());
+        assert_eq!(t.expire_redirects(at(40)), 1);
+        assert_eq!(t.expire_redirects(at(1_000_000)), 0);
+        assert_eq!(t.redirect(&flow(3)).map(|r| r.owner), Some(3));
+        let mut full: ConnTable<u32> = ConnTable::new(
+            FlowHashKey::from_words(5, 6),
+            TableLimits {
+                redirects: 1,
+                ..TableLimits::default()
+            },
+        );
+        full.insert_redirect(flow(1), 1, None).unwrap();
+        assert!(matches!(
+            full.insert_redirect(flow(2), 2, None).unwrap_err().error,
+            TableError::Full {
+                kind: EntryKind::Redirect,
+                limit: 1
+            }
+        ));
     }
 }

@@ -4,9 +4,8 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use engine::flow::FourTuple;
-use engine::steer::Steer;
-use engine::steer::{FlowSteer, MeshSteer};
-use engine::table::FlowHashKey;
+use engine::migrate::Owner;
+use engine::steer::{CoreMessage, MeshSteer, NoSteer, Steer};
 
 use engine::steer::{Mesh, MeshEndpoint, MeshSendError, PeerCounters, SteerError, MAX_MESH_SLOTS};
 
@@ -259,38 +258,63 @@ fn endpoints_can_move_to_other_threads() {
 }
 
 #[test]
-fn mesh_steer_forwards_to_the_home_core_and_never_to_itself() {
-    let key = FlowHashKey::from_words(3, 4);
-    let steer = FlowSteer::new(3, key).unwrap();
-    let mut cores: Vec<MeshSteer<FourTuple>> = Mesh::new(3, 8)
+fn mesh_steer_carries_frames_and_control_in_order_to_cores_only() {
+    let mut cores: Vec<MeshSteer<u32>> = Mesh::new(3, 8)
         .unwrap()
         .into_iter()
-        .map(|ep| MeshSteer::new(steer, ep).unwrap())
+        .map(MeshSteer::new)
         .collect();
     let local = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80);
-    let mut forwarded = 0;
-    for port in 1000..1030 {
-        let tuple = FourTuple::new(local, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), port));
-        let home = steer.home(&tuple);
-        // Core 0 received it; it forwards unless the flow is its own.
-        match cores[0].forward(&tuple, tuple) {
-            Ok(()) => {
-                assert_ne!(home, 0);
-                let mut out = Vec::new();
-                assert_eq!(cores[usize::from(home)].receive(&mut out, 32), 1);
-                assert_eq!(out, vec![tuple]);
-                forwarded += 1;
-            }
-            Err(back) => {
-                assert_eq!(home, 0);
-                assert_eq!(back, tuple);
-            }
+    let tuple = FourTuple::new(local, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 4000));
+    // Frames and a control message from core 0 to core 2 arrive in the order sent.
+    for (i, msg) in [
+        CoreMessage::Frame { frame: 1, hops: 1 },
+        CoreMessage::Owner {
+            tuple,
+            owner: Some(Owner::Core(0)),
+            from: 0,
+        },
+        CoreMessage::Frame { frame: 2, hops: 1 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(cores[0].send(Owner::Core(2), msg).is_ok(), "message {i}");
+    }
+    let mut out = Vec::new();
+    assert_eq!(cores[2].receive(&mut out, 32), 3);
+    assert!(matches!(out[0], CoreMessage::Frame { frame: 1, hops: 1 }));
+    assert!(matches!(
+        out[1],
+        CoreMessage::Owner {
+            owner: Some(Owner::Core(0)),
+            from: 0,
+            ..
+        }
+    ));
+    assert!(matches!(out[2], CoreMessage::Frame { frame: 2, .. }));
+    // Not to itself, not to a core that does not exist, not to a peer engine: handed back.
+    for to in [Owner::Core(0), Owner::Core(3), Owner::Peer(0)] {
+        match cores[0].send(to, CoreMessage::Frame { frame: 9, hops: 0 }) {
+            Err(CoreMessage::Frame { frame: 9, .. }) => {}
+            other => panic!("{to:?}: {other:?}"),
         }
     }
-    assert!(forwarded > 10 && forwarded < 30, "{forwarded}");
-    let other = Mesh::<FourTuple>::new(2, 8).unwrap().pop().unwrap();
-    assert_eq!(
-        MeshSteer::new(steer, other).unwrap_err(),
-        SteerError::CoreCountMismatch { steer: 3, mesh: 2 }
-    );
+    // A full queue hands the message back too.
+    for _ in 0..8 {
+        assert!(cores[1]
+            .send(Owner::Core(0), CoreMessage::Frame { frame: 5, hops: 0 })
+            .is_ok());
+    }
+    assert!(cores[1]
+        .send(Owner::Core(0), CoreMessage::Frame { frame: 6, hops: 0 })
+        .is_err());
+    let mut none: Vec<CoreMessage<u32>> = Vec::new();
+    assert_eq!(NoSteer.receive(&mut none, 8), 0);
+    assert!(Steer::<u32>::send(
+        &mut NoSteer,
+        Owner::Core(1),
+        CoreMessage::Frame { frame: 1, hops: 0 }
+    )
+    .is_err());
 }

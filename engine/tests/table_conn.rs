@@ -159,6 +159,7 @@ fn limits_refuse_with_the_value_back() {
         connections: 2,
         time_wait: 1,
         listeners: 1,
+        redirects: 1,
     };
     let mut t: ConnTable<String, u8> = ConnTable::new(key(), limits);
     t.insert_connection(tuple(1), "one".into()).unwrap();
@@ -371,7 +372,7 @@ fn listen_addr(wildcard: bool, port: u16) -> SocketAddrV4 {
 proptest! {
     #[test]
     fn table_matches_model(ops in prop::collection::vec(op(), 1..150)) {
-        let limits = TableLimits { connections: 6, time_wait: 5, listeners: 4 };
+        let limits = TableLimits { connections: 6, time_wait: 5, listeners: 4, redirects: 4 };
         let mut t: ConnTable<u32, u16> = ConnTable::new(key(), limits);
         let mut conns: BTreeMap<u32, u32> = BTreeMap::new();
         let mut tws: BTreeMap<u32, u64> = BTreeMap::new();

@@ -362,7 +362,8 @@ impl App for GenApp {
                     self.counters.closed_early += 1;
                 }
             }
-            Event::Accepted { .. } => {}
+            // The generator neither listens nor moves its connections.
+            Event::Accepted { .. } | Event::Adopted { .. } => {}
         }
     }
 

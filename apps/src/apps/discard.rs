@@ -1,5 +1,6 @@
 //! `discard` (RFC 863 over TCP): reads and drops everything; closes when the peer does.
-use engine::stack::{App, ConnId, Ctx, Event};
+//! Its connections move with no state of their own (an empty snapshot).
+use engine::stack::{App, ConnId, Ctx, Event, Refusal};
 
 #[derive(Debug, Default)]
 pub struct Discard {
@@ -10,7 +11,7 @@ pub struct Discard {
 impl App for Discard {
     fn on_event(&mut self, cx: &mut Ctx<'_>, conn: ConnId, event: Event) {
         match event {
-            Event::Readable => {
+            Event::Readable | Event::Adopted { .. } => {
                 while let Ok(n) = cx.recv_with(conn, |data| data.len()) {
                     if n == 0 {
                         break;
@@ -23,6 +24,24 @@ impl App for Discard {
                 let _ = cx.close(conn);
             }
             _ => {}
+        }
+        if matches!(event, Event::Adopted { .. }) {
+            // The peer may have closed before the move: close as PeerClosed would.
+            if cx.peer_closed(conn) {
+                let _ = cx.close(conn);
+            }
+        }
+    }
+
+    fn export(&mut self, _: &mut Ctx<'_>, _: ConnId, _: &mut Vec<u8>) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn import(&mut self, _: &mut Ctx<'_>, _: ConnId, snapshot: &[u8]) -> Result<(), Refusal> {
+        if snapshot.is_empty() {
+            Ok(())
+        } else {
+            Err(Refusal::BadSnapshot)
         }
     }
 }

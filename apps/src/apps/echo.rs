@@ -1,7 +1,11 @@
 //! `echo` (RFC 862 over TCP): sends back every byte received, with back-pressure: it
 //! reads only what the send buffer can take, so a client that does not read stops being
 //! read from. When the peer closes, the echo closes after the last byte is sent back.
-use engine::stack::{App, ConnId, Ctx, Event};
+//!
+//! Connections move (live migration) with a one-byte state: whether the peer closed. The
+//! bytes read and not yet echoed are in the send buffer, and what was not read is in the
+//! receive buffer: both travel with the connection.
+use engine::stack::{App, ConnId, Ctx, Event, Refusal};
 
 use super::PerConn;
 
@@ -59,7 +63,29 @@ impl App for Echo {
             Event::Closed { .. } => {
                 self.closing.remove(conn);
             }
+            Event::Adopted { .. } => self.pump(cx, conn),
             Event::Accepted { .. } | Event::Connected => {}
         }
     }
+
+    fn export(&mut self, _: &mut Ctx<'_>, conn: ConnId, out: &mut Vec<u8>) -> Result<(), Refusal> {
+        let closing = self.closing.remove(conn).is_some();
+        out.extend_from_slice(&[SNAPSHOT_V1, u8::from(closing)]);
+        Ok(())
+    }
+
+    fn import(&mut self, _: &mut Ctx<'_>, conn: ConnId, snapshot: &[u8]) -> Result<(), Refusal> {
+        match snapshot {
+            [SNAPSHOT_V1, closing @ (0 | 1)] => {
+                if *closing == 1 {
+                    self.closing.insert(conn, ());
+                }
+                Ok(())
+            }
+            _ => Err(Refusal::BadSnapshot),
+        }
+    }
 }
+
+/// The format of an echo connection's snapshot: this byte, then 1 if the peer closed.
+const SNAPSHOT_V1: u8 = 1;

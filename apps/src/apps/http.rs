@@ -14,12 +14,19 @@
 //! and continues on [`Event::Writable`]; a 64 MiB file never sits in more than the TCP
 //! send buffer at once. A connection stops reading while [`MAX_PIPELINE`] responses wait,
 //! so a client that pipelines without reading is throttled by its own receive window.
+//!
+//! Connections move (live migration) in the middle of a response body and with pipelined
+//! requests queued: the snapshot holds the unparsed input, the request body still to
+//! discard, the unsent part of the response heads, and each queued response body as its
+//! file's name in the site and a position ([`Http::export`] documents the format). The
+//! destination must serve the same files (the same `--root` content); a file it lacks
+//! makes it refuse, and the connection stays where it was.
 use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use engine::stack::{App, ConnId, Ctx, Event};
+use engine::stack::{App, ConnId, Ctx, Event, Refusal};
 use engine::tcp::Shutdown;
 use engine::time::{Duration, Instant};
 
@@ -50,6 +57,8 @@ const SERVER: &str = "migratory";
 pub struct File {
     pub data: Arc<[u8]>,
     pub content_type: &'static str,
+    /// Its key in the site: how a moving connection names the file it is sending.
+    pub name: Arc<str>,
 }
 
 /// Why the site could not be loaded.
@@ -150,6 +159,7 @@ impl Site {
         let file = File {
             content_type: content_type(key),
             data: Arc::from(data),
+            name: Arc::from(key),
         };
         if let Some(old) = self.files.insert(key.into(), file) {
             self.bytes -= old.data.len() as u64;
@@ -642,7 +652,7 @@ enum Chunk {
     /// The next `len` bytes of the connection's head buffer.
     Head(usize),
     /// A file body from `pos` on.
-    Body { data: Arc<[u8]>, pos: usize },
+    Body { file: File, pos: usize },
 }
 
 /// Responses waiting for send-buffer room.
@@ -840,11 +850,11 @@ fn flush(
                 }
                 conn.responses = conn.responses.saturating_sub(1);
             }
-            Chunk::Body { data, pos } => {
-                let n = cx.send(id, &data[*pos..])?;
+            Chunk::Body { file, pos } => {
+                let n = cx.send(id, &file.data[*pos..])?;
                 *pos += n;
                 stats.body_bytes += n as u64;
-                if *pos < data.len() {
+                if *pos < file.data.len() {
                     return Ok(());
                 }
             }
@@ -909,7 +919,7 @@ fn answer_one(site: &Site, path: &mut Vec<u8>, conn: &mut Conn, stats: &mut Http
                     out.queue.push_back(Chunk::Head(out.head.len() - start));
                     if !head_only && !file.data.is_empty() {
                         out.queue.push_back(Chunk::Body {
-                            data: Arc::clone(&file.data),
+                            file: file.clone(),
                             pos: 0,
                         });
                     }
@@ -999,12 +1009,142 @@ impl App for Http {
                 // The server opens no connections.
                 let _ = cx.abort(conn);
             }
+            Event::Adopted { .. } => self.drive(cx, conn),
         }
     }
 
     fn on_poll(&mut self, cx: &mut Ctx<'_>) {
         self.sweep(cx);
     }
+
+    /// The snapshot of one connection, format 1, little-endian:
+    ///
+    /// | field | bytes |
+    /// |---|---|
+    /// | format (1) | 1 |
+    /// | flags: bit 0 closing, bit 1 done | 1 |
+    /// | request body bytes still to discard | 8 |
+    /// | unparsed input: length, bytes | 4 + n (n <= 16 KiB) |
+    /// | unsent response heads: length, bytes | 4 + n |
+    /// | queued responses (heads not fully sent) | 4 |
+    /// | queued chunks: count, then each: 0 + head length (4), or 1 + name length (2) + name + position (8) | 4 + ... |
+    fn export(&mut self, _: &mut Ctx<'_>, conn: ConnId, out: &mut Vec<u8>) -> Result<(), Refusal> {
+        let Some(state) = self.conns.get_mut(conn) else {
+            return Err(Refusal::NotNow("no HTTP state for this connection"));
+        };
+        write_snapshot(state, out);
+        if let Some(state) = self.conns.remove(conn) {
+            if self.spare.len() < SPARE_CONNS && state.input.capacity() <= INPUT_BUF {
+                self.spare.push(state);
+            }
+        }
+        Ok(())
+    }
+
+    fn import(&mut self, cx: &mut Ctx<'_>, conn: ConnId, snapshot: &[u8]) -> Result<(), Refusal> {
+        let mut state = self.spare.pop().unwrap_or_default();
+        state.reset(cx.now());
+        match read_snapshot(&self.site, snapshot, &mut state) {
+            Some(()) => {
+                self.conns.insert(conn, state);
+                Ok(())
+            }
+            None => {
+                self.spare.push(state);
+                Err(Refusal::BadSnapshot)
+            }
+        }
+    }
+}
+
+/// The snapshot format [`Http::export`] writes.
+const SNAPSHOT_V1: u8 = 1;
+
+fn write_snapshot(state: &Conn, out: &mut Vec<u8>) {
+    out.push(SNAPSHOT_V1);
+    out.push(u8::from(state.closing) | (u8::from(state.done) << 1));
+    out.extend_from_slice(&state.skip.to_le_bytes());
+    out.extend_from_slice(&(state.input.len() as u32).to_le_bytes());
+    out.extend_from_slice(&state.input);
+    let head = &state.out.head[state.out.head_pos..];
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(head);
+    out.extend_from_slice(&(state.out.responses as u32).to_le_bytes());
+    out.extend_from_slice(&(state.out.queue.len() as u32).to_le_bytes());
+    for chunk in &state.out.queue {
+        match chunk {
+            Chunk::Head(len) => {
+                out.push(0);
+                out.extend_from_slice(&(*len as u32).to_le_bytes());
+            }
+            Chunk::Body { file, pos } => {
+                out.push(1);
+                out.extend_from_slice(&(file.name.len() as u16).to_le_bytes());
+                out.extend_from_slice(file.name.as_bytes());
+                out.extend_from_slice(&(*pos as u64).to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Reads a snapshot into `state` (reset); `None` if it is malformed, inconsistent (head
+/// chunks longer than the heads, a body position past its file, more than a pipeline's
+/// worth of responses) or names a file this site does not have.
+fn read_snapshot(site: &Site, bytes: &[u8], state: &mut Conn) -> Option<()> {
+    let mut r = bytes;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (a, b) = r.split_at_checked(n)?;
+        r = b;
+        Some(a)
+    };
+    if take(1)? != [SNAPSHOT_V1] {
+        return None;
+    }
+    let flags = take(1)?[0];
+    if flags & !3 != 0 {
+        return None;
+    }
+    state.closing = flags & 1 != 0;
+    state.done = flags & 2 != 0;
+    state.skip = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    if len > INPUT_BUF {
+        return None;
+    }
+    state.input.extend_from_slice(take(len)?);
+    let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    // Heads of at most a pipeline's worth of responses (error bodies included).
+    if len > MAX_PIPELINE * 4096 {
+        return None;
+    }
+    state.out.head.extend_from_slice(take(len)?);
+    state.out.responses = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let chunks = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    if state.out.responses > MAX_PIPELINE || chunks > 2 * MAX_PIPELINE {
+        return None;
+    }
+    let mut heads = 0usize;
+    for _ in 0..chunks {
+        match take(1)?[0] {
+            0 => {
+                let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+                heads = heads.checked_add(len)?;
+                state.out.queue.push_back(Chunk::Head(len));
+            }
+            1 => {
+                let n = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+                let name = std::str::from_utf8(take(n)?).ok()?;
+                let file = site.file(name)?.clone();
+                let pos = usize::try_from(u64::from_le_bytes(take(8)?.try_into().ok()?)).ok()?;
+                if pos > file.data.len() {
+                    return None;
+                }
+                state.out.queue.push_back(Chunk::Body { file, pos });
+            }
+            _ => return None,
+        }
+    }
+    (r.is_empty() && heads == state.out.head.len()).then_some(())
 }
 
 #[cfg(test)]

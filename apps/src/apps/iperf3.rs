@@ -781,11 +781,24 @@ impl App for Iperf3 {
             Event::Connected => {
                 let _ = cx.abort(conn);
             }
+            // `import` refuses every connection: none is ever adopted here.
+            Event::Adopted { .. } => {}
         }
     }
 
     fn on_poll(&mut self, cx: &mut Ctx<'_>) {
         self.expire(cx);
+    }
+
+    fn export(
+        &mut self,
+        _: &mut Ctx<'_>,
+        _: ConnId,
+        _: &mut Vec<u8>,
+    ) -> Result<(), engine::stack::Refusal> {
+        Err(engine::stack::Refusal::NotNow(
+            "iperf3 keeps a test's control and data connections together on one core: they do not move",
+        ))
     }
 }
 

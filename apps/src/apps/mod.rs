@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use engine::stack::{App, ConnId, Ctx, Event, StackError};
+use engine::stack::{App, ConnId, Ctx, Event, Refusal, StackError};
 
 use crate::args::AppName;
 
@@ -172,6 +172,27 @@ impl App for AnyApp {
             AnyApp::Discard(a) => a.on_poll(cx),
             AnyApp::Http(a) => a.on_poll(cx),
             AnyApp::Iperf3(a) => a.on_poll(cx),
+        }
+    }
+
+    fn export(&mut self, cx: &mut Ctx<'_>, conn: ConnId, out: &mut Vec<u8>) -> Result<(), Refusal> {
+        match self {
+            // No application: connections are reset at once, there is nothing to move.
+            AnyApp::Nothing => Err(Refusal::Unsupported),
+            AnyApp::Echo(a) => a.export(cx, conn, out),
+            AnyApp::Discard(a) => a.export(cx, conn, out),
+            AnyApp::Http(a) => a.export(cx, conn, out),
+            AnyApp::Iperf3(a) => a.export(cx, conn, out),
+        }
+    }
+
+    fn import(&mut self, cx: &mut Ctx<'_>, conn: ConnId, snapshot: &[u8]) -> Result<(), Refusal> {
+        match self {
+            AnyApp::Nothing => Err(Refusal::Unsupported),
+            AnyApp::Echo(a) => a.import(cx, conn, snapshot),
+            AnyApp::Discard(a) => a.import(cx, conn, snapshot),
+            AnyApp::Http(a) => a.import(cx, conn, snapshot),
+            AnyApp::Iperf3(a) => a.import(cx, conn, snapshot),
         }
     }
 }

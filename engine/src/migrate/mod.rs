@@ -14,6 +14,7 @@ use core::str::FromStr;
 
 use crate::flow::FourTuple;
 use crate::tcp::ConnectionRecord;
+use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
 /// The largest application snapshot a migration may carry.
@@ -67,6 +68,23 @@ impl FromStr for FlowId {
     }
 }
 
+/// Who owns a connection that moved: another core of this engine, or a peer engine
+/// (numbered by the engine's list of peers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Owner {
+    Core(u16),
+    Peer(u16),
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Core(c) => write!(f, "core {c}"),
+            Owner::Peer(p) => write!(f, "peer {p}"),
+        }
+    }
+}
+
 /// What moves: one connection, its application state, and what its new owner needs to
 /// resume it without a stall.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +99,22 @@ pub struct Migration {
     /// The application's snapshot of its state for this connection (at most
     /// [`MAX_APP_SNAPSHOT`] bytes; its format is the application's).
     pub app: Vec<u8>,
+}
+
+/// Names one move from its origin's point of view (unique per origin core).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket(pub u64);
+
+/// A migration on its way between the cores of one engine, with what the origin needs to
+/// hear back about it.
+#[derive(Debug)]
+pub struct Transfer {
+    pub migration: Migration,
+    /// When the origin froze the connection (the engine's clock: one per engine).
+    pub frozen_at: Instant,
+    /// The core it came from, and its name for this move.
+    pub origin: u16,
+    pub ticket: Ticket,
 }
 
 #[cfg(test)]

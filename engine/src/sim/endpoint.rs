@@ -419,6 +419,7 @@ impl App for BulkApp {
                 self.stats.closed_at = Some(cx.now());
                 self.stats.error = error;
             }
+            Event::Adopted { .. } => self.pump_send(cx, conn),
         }
     }
 }

@@ -33,7 +33,7 @@
 //! ```
 use core::net::SocketAddrV4;
 
-use super::{ConnId, Stack, StackError};
+use super::{ConnId, Refusal, Stack, StackError};
 use crate::tcp::{Connection, Shutdown, State, TcpError};
 use crate::time::Instant;
 
@@ -53,6 +53,10 @@ pub enum Event {
     /// The connection is gone (closed normally, reset, or timed out). Its id is invalid
     /// after this event; the application frees whatever it kept for it.
     Closed { error: Option<TcpError> },
+    /// The connection moved here from another core or engine, and [`App::import`] took
+    /// its state: it is live, carry on serving it (`local_port`: the listener that first
+    /// accepted it, for passive opens).
+    Adopted { local_port: Option<u16> },
 }
 
 /// An application running on the engine.
@@ -65,6 +69,36 @@ pub trait App {
     fn on_poll(&mut self, cx: &mut Ctx<'_>) {
         let _ = cx;
     }
+
+    /// The connection is about to move to another core or engine (live migration): write
+    /// its state into `out` (at most [`crate::migrate::MAX_APP_SNAPSHOT`] bytes, in a
+    /// format of the application's own; name resources by what identifies them
+    /// everywhere, a file by its path, never by a pointer or an index) and forget the
+    /// connection: after `Ok` no other event comes for `conn` here, and it is
+    /// [`App::import`]ed where it goes. Or refuse with the reason, and nothing changes:
+    /// the connection stays and keeps working.
+    ///
+    /// The snapshot must be consistent with the byte stream: it describes the state after
+    /// every byte the application has read and before every byte it has not (those stay
+    /// in the connection and are read at the destination), with what it wrote already in
+    /// the connection's send buffer. Between snapshots the application must be
+    /// deterministic in what it reads (DESIGN.md §4.3).
+    ///
+    /// The default refuses ([`Refusal::Unsupported`]): an application moves connections
+    /// only if it says it can.
+    fn export(&mut self, cx: &mut Ctx<'_>, conn: ConnId, out: &mut Vec<u8>) -> Result<(), Refusal> {
+        let _ = (cx, conn, out);
+        Err(Refusal::Unsupported)
+    }
+
+    /// A connection moved here: `snapshot` is what [`App::export`] wrote where it came
+    /// from (by this application's code, or by another version of it). Take it up under
+    /// the new id `conn`; [`Event::Adopted`] follows. A refusal sends the connection back
+    /// where it came from, untouched.
+    fn import(&mut self, cx: &mut Ctx<'_>, conn: ConnId, snapshot: &[u8]) -> Result<(), Refusal> {
+        let _ = (cx, conn, snapshot);
+        Err(Refusal::Unsupported)
+    }
 }
 
 impl<A: App + ?Sized> App for Box<A> {
@@ -74,6 +108,14 @@ impl<A: App + ?Sized> App for Box<A> {
 
     fn on_poll(&mut self, cx: &mut Ctx<'_>) {
         (**self).on_poll(cx);
+    }
+
+    fn export(&mut self, cx: &mut Ctx<'_>, conn: ConnId, out: &mut Vec<u8>) -> Result<(), Refusal> {
+        (**self).export(cx, conn, out)
+    }
+
+    fn import(&mut self, cx: &mut Ctx<'_>, conn: ConnId, snapshot: &[u8]) -> Result<(), Refusal> {
+        (**self).import(cx, conn, snapshot)
     }
 }
 

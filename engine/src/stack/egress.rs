@@ -114,7 +114,12 @@ impl Stack {
                             break;
                         };
                         match frames.write(&t, our_mac, mac, caps, out) {
-                            Ok(()) => self.tcp.segments_out += 1,
+                            Ok(()) => {
+                                self.tcp.segments_out += 1;
+                                if let Some(frozen_at) = e.moved_at.take() {
+                                    self.first_sends.push(frozen_at);
+                                }
+                            }
                             // Longer than the frame (cannot happen: segments fit the MTU):
                             // counted; retransmission recovers it.
                             Err(_) => self.tcp.no_buffers += 1,

@@ -20,6 +20,7 @@ pub mod app;
 mod counters;
 mod dispatch;
 mod egress;
+mod migrate;
 mod slab;
 
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -27,6 +28,7 @@ use core::ops::RangeInclusive;
 
 use crate::flow::FourTuple;
 use crate::iface::{Interface, Verdict};
+use crate::migrate::Owner;
 use crate::rng::splitmix64;
 use crate::stats::{Counters, DropReason};
 use crate::steer::FlowSteer;
@@ -44,6 +46,7 @@ use egress::{conn_reset, next_hop};
 
 pub use app::{App, Ctx, Event, NoApp};
 pub use counters::TcpCounters;
+pub use migrate::{MigrateError, MigrationCounters, OwnerUpdate, Refusal, REDIRECT_LINGER};
 pub use slab::ConnId;
 use slab::{Entry, Slab};
 
@@ -136,7 +139,7 @@ pub struct Stack {
     slab: Slab,
     /// Connections, compact TIME-WAIT records (a connection is dropped once it reaches
     /// TIME-WAIT with nothing left for the application) and listeners.
-    table: ConnTable<ConnId, u32, TimeWaitRecord>,
+    table: ConnTable<ConnId, u32, TimeWaitRecord, Owner>,
     /// Connections that went to a TIME-WAIT record since the last dispatch: the
     /// application gets their [`Event::Closed`] there.
     closed_to_time_wait: Vec<ConnId>,
@@ -163,6 +166,11 @@ pub struct Stack {
     owner: Option<(FlowSteer, u16)>,
     /// Buffers are low: refuse new connections.
     buffers_low: bool,
+    /// Owner updates for other cores (see `migrate`).
+    owner_updates: Vec<OwnerUpdate>,
+    migration: MigrationCounters,
+    /// Freeze instants of moved connections that sent their first segment here.
+    first_sends: Vec<Instant>,
 }
 
 /// What [`Stack::receive`] did with a frame.
@@ -172,8 +180,9 @@ pub enum Received {
     Reply(usize),
     /// Used, or dropped and counted: free the frame.
     Done,
-    /// A TCP segment of a flow this core does not own: hand the frame to its owner.
-    NotOurs(FourTuple),
+    /// A TCP segment of a flow this core does not own: hand the frame to its owner (the
+    /// flow's home core, or where a redirect says the connection moved).
+    NotOurs(Owner),
 }
 
 impl Stack {
@@ -203,6 +212,9 @@ impl Stack {
             tcp: TcpCounters::default(),
             owner: None,
             buffers_low: false,
+            owner_updates: Vec::new(),
+            migration: MigrationCounters::default(),
+            first_sends: Vec::new(),
         }
     }
 
@@ -379,9 +391,11 @@ impl Stack {
         if let Some(h) = entry.timer {
             self.timers.cancel(h);
         }
-        self.table.remove_connection(&entry.conn.tuple());
+        let tuple = entry.conn.tuple();
+        self.table.remove_connection(&tuple);
         self.tcp.add_connection(&entry.conn);
         self.tcp.closed += 1;
+        self.note_released(tuple);
     }
 
     /// Opens a connection to `remote` from a free ephemeral port.
@@ -470,8 +484,23 @@ impl Stack {
             SocketAddrV4::new(ip.dst_addr, repr.dst_port),
             SocketAddrV4::new(ip.src_addr, repr.src_port),
         );
-        if !self.owns(&tuple) {
-            return Received::NotOurs(tuple);
+        // Ours if we hold it (a connection may live away from its home core after a
+        // move); handed on if it moved away; else its home core decides.
+        let lookup = self.table.lookup(&tuple);
+        match lookup {
+            Lookup::Redirect(r) => {
+                self.migration.redirected += 1;
+                return Received::NotOurs(r.owner);
+            }
+            Lookup::Listener { .. } | Lookup::NotFound => {
+                if let Some((steer, core)) = self.owner {
+                    let home = steer.home(&tuple);
+                    if home != core {
+                        return Received::NotOurs(Owner::Core(home));
+                    }
+                }
+            }
+            Lookup::Connection(_) | Lookup::TimeWait(_) => {}
         }
         self.tcp.segments_in += 1;
         // Peers on our network are reached at the address they sent from (the SYN of a
@@ -479,7 +508,8 @@ impl Stack {
         if self.iface.config().cidr.contains_addr(&ip.src_addr) {
             self.iface.learn_neighbour(ip.src_addr, eth_src, now);
         }
-        match self.table.lookup(&tuple) {
+        match lookup {
+            Lookup::Redirect(_) => {}
             Lookup::Connection(&id) => {
                 if let Some(e) = self.entry_mut(id) {
                     e.conn.handle_segment(now, &repr);
@@ -503,6 +533,7 @@ impl Stack {
                     }
                     TimeWaitVerdict::Close => {
                         self.table.remove_time_wait(&tuple);
+                        self.note_released(tuple);
                     }
                     TimeWaitVerdict::Reopen => {
                         // RFC 6191: a new incarnation; the listener takes the SYN.
@@ -510,6 +541,7 @@ impl Stack {
                         match self.table.listener_for(tuple.local) {
                             Some((_, &index)) => self.listener_input(now, index, tuple, &repr),
                             None => {
+                                self.note_released(tuple);
                                 if let Some(rst) = reset_for(&repr) {
                                     self.tcp.resets_sent_no_connection += 1;
                                     self.queue_reply((tuple, rst));
@@ -582,7 +614,14 @@ impl Stack {
         }
         self.expired = expired;
         // RFC 9293 §3.10.8: TIME-WAIT records end after 2 MSL.
-        self.table.expire_time_wait(now, |_, _| {});
+        let mut released = Vec::new();
+        self.table
+            .expire_time_wait(now, |tuple, _| released.push(tuple));
+        for tuple in released {
+            self.note_released(tuple);
+        }
+        // Redirects of connections that moved away from a core that is not their home.
+        self.table.expire_redirects(now);
         // The listeners' deadline is cached while they are unchanged (scanning their
         // half-open connections on every poll was a top cost under connection load).
         if self.listeners_dirty || self.listener_deadline.is_some_and(|d| d <= now) {
@@ -612,7 +651,11 @@ impl Stack {
             self.listener_deadline
         };
         let time_wait = self.table.next_time_wait_expiry();
-        [conns, listeners, time_wait].into_iter().flatten().min()
+        let redirects = self.table.next_redirect_expiry();
+        [conns, listeners, time_wait, redirects]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Counts a dropped frame at L2/L3 (for drivers).

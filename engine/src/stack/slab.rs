@@ -37,6 +37,8 @@ pub(super) struct Entry {
     pub listener_port: Option<u16>,
     /// The application's word for it.
     pub user: u64,
+    /// It moved here, frozen at this instant, and has not sent a segment since.
+    pub moved_at: Option<Instant>,
 }
 
 impl Entry {
@@ -48,6 +50,7 @@ impl Entry {
             touched: false,
             listener_port,
             user: 0,
+            moved_at: None,
         }
     }
 }

@@ -385,6 +385,10 @@ impl Connection {
     pub fn error(&self) -> Option<TcpError> {
         self.error
     }
+    /// A RST waits to be sent (the connection is being aborted, or answers a bad segment).
+    pub fn has_pending_reset(&self) -> bool {
+        self.reset.is_some()
+    }
     /// CLOSED with nothing left to send: the owner may drop the value.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed && self.reset.is_none()

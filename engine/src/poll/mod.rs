@@ -15,12 +15,17 @@ use core::net::Ipv4Addr;
 use core::str::FromStr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use crate::control::ControlInbox;
 use crate::iface::{Interface, ARP_FRAME_LEN};
+use crate::migrate::Owner;
 use crate::port::{Frame, IdleSupport, Port};
 use crate::stack::{App, NoApp, Received, Stack, StackConfig, StackKeys};
 use crate::stats::{Counters, DropReason};
-use crate::steer::{NoSteer, Steer};
-use crate::time::{Clock, Duration, Instant};
+use crate::steer::{CoreMessage, NoSteer, Steer};
+use crate::time::{Clock, Duration, Instant, MonotonicClock};
+
+mod migration;
+pub use migration::MigrationLatency;
 
 /// Receive bursts taken per poll at most (when the device has that many frames queued)
 /// before timers and the application run.
@@ -34,6 +39,10 @@ const ARP_RETRY: Duration = Duration::from_millis(200);
 
 /// Most frames received or sent per burst.
 pub const BURST_SIZE: usize = 32;
+
+/// Cores a frame may be handed through (home, a core that moved the connection, its
+/// owner) before it is dropped as looping.
+pub const MAX_HOPS: u8 = 3;
 
 /// How many times one poll calls `send_burst` before dropping what is left.
 pub const TX_ATTEMPTS: usize = 4;
@@ -106,12 +115,20 @@ pub struct Engine<P: Port, A: App = NoApp, S: Steer<P::Frame> = NoSteer> {
     rx: Vec<P::Frame>,
     /// Frames to send in the current burst; empty between polls.
     tx: Vec<P::Frame>,
+    /// Messages from other cores of the current burst; empty between polls.
+    inbox: Vec<CoreMessage<P::Frame>>,
     interrupt_fell_back: bool,
     next_arp_check: Instant,
     next_pressure_check: Instant,
     /// Frames handed to other cores, and frames they handed here.
     pub steered_out: u64,
     pub steered_in: u64,
+    /// Moves in progress, the operator's requests and what they await, latencies.
+    migration: migration::MigrationState<P::Frame>,
+    control: Option<ControlInbox>,
+    /// A clock for measuring migration latencies precisely (the poll's `now` is read once
+    /// per poll); without one, `now` is used.
+    stamp: Option<MonotonicClock>,
 }
 
 impl<P: Port, A: App, S: Steer<P::Frame>> fmt::Debug for Engine<P, A, S> {
@@ -141,12 +158,26 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             steer,
             rx: Vec::with_capacity(BURST_SIZE),
             tx: Vec::with_capacity(BURST_SIZE),
+            inbox: Vec::with_capacity(BURST_SIZE),
             interrupt_fell_back: false,
             next_arp_check: Instant::ZERO,
             next_pressure_check: Instant::ZERO,
             steered_out: 0,
             steered_in: 0,
+            migration: migration::MigrationState::default(),
+            control: None,
+            stamp: None,
         }
+    }
+
+    /// Takes operator requests from `inbox` between polls (see [`crate::control`]).
+    pub fn set_control(&mut self, inbox: ControlInbox) {
+        self.control = Some(inbox);
+    }
+
+    /// Measures migration latencies with `clock` rather than the poll's `now`.
+    pub fn set_stamp_clock(&mut self, clock: MonotonicClock) {
+        self.stamp = Some(clock);
     }
 
     pub fn port(&self) -> &P {
@@ -228,6 +259,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         self.stack.handle_timers(now);
         self.stack.dispatch(now, &mut self.app);
         self.transmit(now);
+        self.after_transmit(now);
         if now >= self.next_arp_check {
             self.next_arp_check = now + ARP_RETRY;
             for ip in self.stack.unresolved(now) {
@@ -245,45 +277,69 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         self.transmit(now);
     }
 
-    /// Receives one burst from the port (and what other cores handed over) and runs it
-    /// through the stack. Returns the frames taken from the port, and all frames.
+    /// Receives one burst from the port, then what other cores sent (frames, migrations,
+    /// answers, owner updates), and runs it all through the stack. Returns the frames
+    /// taken from the port, and all frames and messages.
     fn receive_burst(&mut self, now: Instant) -> (usize, usize) {
         self.port.recv_burst(&mut self.rx, BURST_SIZE);
         let from_port = self.rx.len();
-        let steered = self.steer.receive(&mut self.rx, BURST_SIZE);
-        self.steered_in += steered as u64;
-        let all = self.rx.len();
-        for (i, mut frame) in self.rx.drain(..).enumerate() {
-            if i < from_port {
-                let counters = self.stack.counters_mut();
-                counters.rx_packets += 1;
-                counters.rx_bytes += frame.data().len() as u64;
-            }
-            match self.stack.receive(now, frame.data_mut()) {
-                Received::Reply(len) => {
-                    if frame.set_len(len) {
-                        self.tx.push(frame);
-                    } else {
-                        // Unreachable: a reply is never longer than the frame it was built
-                        // in. Counted rather than assumed.
-                        self.stack.count_drop(DropReason::NoBuffers);
-                    }
+        let mut rx = core::mem::take(&mut self.rx);
+        for frame in rx.drain(..) {
+            let counters = self.stack.counters_mut();
+            counters.rx_packets += 1;
+            counters.rx_bytes += frame.data().len() as u64;
+            self.process_frame(now, frame, 0);
+        }
+        self.rx = rx;
+        let messages = self.steer.receive(&mut self.inbox, BURST_SIZE);
+        let mut inbox = core::mem::take(&mut self.inbox);
+        for msg in inbox.drain(..) {
+            match msg {
+                CoreMessage::Frame { frame, hops } => {
+                    self.steered_in += 1;
+                    self.process_frame(now, frame, hops);
                 }
-                Received::NotOurs(tuple) => {
-                    if i >= from_port {
-                        // Another core sent it here as its owner: never bounce it back.
-                        self.stack.count_drop(DropReason::SteerLoop);
-                    } else if let Err(_frame) = self.steer.forward(&tuple, frame) {
-                        self.stack.count_drop(DropReason::SteerQueueFull);
-                    } else {
-                        self.steered_out += 1;
-                    }
-                }
-                // Used, or dropped and counted by the stack. The frame is freed on drop.
-                Received::Done => {}
+                other => self.handle_core_message(now, other),
             }
         }
-        (from_port, all)
+        self.inbox = inbox;
+        (from_port, from_port + messages)
+    }
+
+    /// Runs one frame through the stack: a reply goes out, a frame of a flow owned
+    /// elsewhere is handed on (at most [`MAX_HOPS`] times), the rest is done with.
+    fn process_frame(&mut self, now: Instant, mut frame: P::Frame, hops: u8) {
+        match self.stack.receive(now, frame.data_mut()) {
+            Received::Reply(len) => {
+                if frame.set_len(len) {
+                    self.tx.push(frame);
+                } else {
+                    // Unreachable: a reply is never longer than the frame it was built
+                    // in. Counted rather than assumed.
+                    self.stack.count_drop(DropReason::NoBuffers);
+                }
+            }
+            Received::NotOurs(owner) => self.forward(owner, frame, hops),
+            // Used, or dropped and counted by the stack. The frame is freed on drop.
+            Received::Done => {}
+        }
+    }
+
+    /// Hands `frame` to `owner`, unless it has gone around too often (a loop) or the
+    /// queue is full: then it is dropped and counted (TCP recovers a lost segment).
+    fn forward(&mut self, owner: Owner, frame: P::Frame, hops: u8) {
+        if hops >= MAX_HOPS || self.stack.this_core() == Some(owner) {
+            self.stack.count_drop(DropReason::SteerLoop);
+            return;
+        }
+        let msg = CoreMessage::Frame {
+            frame,
+            hops: hops + 1,
+        };
+        match self.steer.send(owner, msg) {
+            Ok(()) => self.steered_out += 1,
+            Err(_) => self.stack.count_drop(DropReason::SteerQueueFull),
+        }
     }
 
     /// Collects every pending segment and sends it with the replies.
