@@ -7,7 +7,8 @@
 //! a frame is modified only when the verdict is [`Verdict::Transmit`].
 //!
 //! This engine is an IPv4 host with one address: no forwarding, no reassembly, no IP
-//! options, no multicast groups.
+//! options, no multicast groups. IPv6 frames are dropped and counted apart
+//! ([`DropReason::Ipv6`]) from unknown EtherTypes.
 use core::net::Ipv4Addr;
 use core::ops::Range;
 
@@ -294,16 +295,21 @@ impl Interface {
             return Verdict::Drop(DropReason::EthBadSource);
         }
         if eth.dst_addr != self.config.mac && !eth.dst_addr.is_broadcast() {
-            return Verdict::Drop(if eth.dst_addr.is_multicast() {
-                DropReason::EthMulticast
-            } else {
+            return Verdict::Drop(if !eth.dst_addr.is_multicast() {
                 DropReason::NotForUsMac
+            } else if eth.ethertype.is_ipv6() {
+                // IPv6 neighbour discovery and MLD go to multicast groups (RFC 2464 §7):
+                // that they are IPv6 says more than that we joined no group.
+                DropReason::Ipv6
+            } else {
+                DropReason::EthMulticast
             });
         }
         match eth.ethertype {
             EthernetProtocol::Arp => self.process_arp(now, frame),
             EthernetProtocol::Ipv4 => self.process_ipv4(eth, frame),
             t if t.is_vlan_tag() => Verdict::Drop(DropReason::VlanTagged),
+            t if t.is_ipv6() => Verdict::Drop(DropReason::Ipv6),
             EthernetProtocol::Unknown(_) => Verdict::Drop(DropReason::UnknownEthertype),
         }
     }
@@ -950,11 +956,63 @@ mod tests {
         frame[6] = 0x03;
         assert_dropped(iface(), frame, DropReason::EthBadSource);
         let mut frame = ping_frame(b"x");
-        frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+        frame[12..14].copy_from_slice(&[0x88, 0xb5]);
         assert_dropped(iface(), frame, DropReason::UnknownEthertype);
+        let mut frame = ping_frame(b"x");
+        frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_dropped(iface(), frame, DropReason::Ipv6);
         let mut frame = ping_frame(b"x");
         frame[12..14].copy_from_slice(&[0x81, 0x00]);
         assert_dropped(iface(), frame, DropReason::VlanTagged);
+    }
+
+    /// The counter `name` of `iface`, as scripts read it.
+    fn counter(iface: &Interface, name: &str) -> Option<u64> {
+        iface
+            .counters()
+            .iter()
+            .find(|&(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    #[test]
+    fn ipv6_frames_have_their_own_drop_reason() {
+        let mut iface = iface();
+        let ipv6 = |dst: [u8; 6]| {
+            let mut frame = ping_frame(b"x");
+            frame[..6].copy_from_slice(&dst);
+            frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+            frame
+        };
+        // To us, to the IPv6 all-nodes group (RFC 2464 §7: 33:33 and the group's low 32
+        // bits), and to broadcast: IPv6 all three, whatever the destination.
+        for dst in [OUR_MAC.0, [0x33, 0x33, 0, 0, 0, 0x01], [0xff; 6]] {
+            let mut frame = ipv6(dst);
+            let before = frame.clone();
+            let verdict = iface.process(T0, &mut frame);
+            let Verdict::Drop(reason) = verdict else {
+                panic!("IPv6 to {dst:02x?}: {verdict:?}");
+            };
+            assert_eq!(reason.counter_name(), "drop_ipv6", "to {dst:02x?}");
+            assert_eq!(frame, before);
+        }
+        // Unicast IPv6 to another host is not for us, like any other unicast.
+        let mut frame = ipv6([0x02, 0, 0, 0, 0, 0x77]);
+        iface.process(T0, &mut frame);
+        assert_eq!(counter(&iface, "drop_ipv6"), Some(3));
+        assert_eq!(counter(&iface, "drop_not_for_us_mac"), Some(1));
+        assert_eq!(counter(&iface, "drop_unknown_ethertype"), Some(0));
+        assert_eq!(counter(&iface, "drop_eth_multicast"), Some(0));
+        // An unknown EtherType and a non-IPv6 multicast keep their reasons.
+        let mut frame = ping_frame(b"x");
+        frame[12..14].copy_from_slice(&[0x88, 0xb5]);
+        iface.process(T0, &mut frame);
+        let mut frame = ping_frame(b"x");
+        frame[..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 0x01]);
+        iface.process(T0, &mut frame);
+        assert_eq!(counter(&iface, "drop_unknown_ethertype"), Some(1));
+        assert_eq!(counter(&iface, "drop_eth_multicast"), Some(1));
+        assert_eq!(iface.counters().total_dropped(), 6);
     }
 
     #[test]

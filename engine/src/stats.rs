@@ -47,12 +47,17 @@ drop_reasons! {
     EthBadSource => "eth_bad_source",
     /// Unicast to another MAC address.
     NotForUsMac => "not_for_us_mac",
-    /// To a multicast MAC address other than broadcast: we join no multicast group.
+    /// To a multicast MAC address other than broadcast, IPv6 aside: we join no multicast
+    /// group.
     EthMulticast => "eth_multicast",
     /// 802.1Q or 802.1ad tagged: this engine runs untagged ports.
     VlanTagged => "vlan_tagged",
-    /// An EtherType other than IPv4, ARP or a VLAN tag (IPv6 among them).
+    /// An EtherType other than IPv4, ARP, IPv6 or a VLAN tag.
     UnknownEthertype => "unknown_ethertype",
+    /// IPv6 (EtherType 0x86DD) to us, to broadcast or to an IPv6 multicast group: this
+    /// engine is an IPv4 host. Apart from unknown EtherTypes so that a kernel's IPv6
+    /// neighbour discovery and MLD on the same link are told from real junk.
+    Ipv6 => "ipv6",
     /// ARP packet shorter than its lengths say, or with a group source hardware address.
     ArpMalformed => "arp_malformed",
     /// ARP for a hardware or protocol type other than Ethernet/IPv4, or an unknown opcode.
