@@ -133,10 +133,16 @@ pub struct Counters {
     pub arp_replies_sent: u64,
     /// New entries added to the ARP cache.
     pub arp_entries_learned: u64,
-    /// Existing ARP cache entries refreshed (address confirmed or changed).
+    /// Existing ARP cache entries refreshed: by any ARP packet from the host, or by its
+    /// traffic when that changed the address or confirmed a stale entry again.
     pub arp_entries_refreshed: u64,
     /// ARP cache entries removed to make room for a new one.
     pub arp_entries_evicted: u64,
+    /// ARP requests handed to the driver to check a stale entry in use (unicast to the
+    /// known address first, then broadcast).
+    pub arp_probes_sent: u64,
+    /// ARP cache entries removed because their probes went unanswered.
+    pub arp_entries_failed: u64,
     /// ICMP echo replies built and handed to the port.
     pub icmp_echo_replies_sent: u64,
     /// Dropped frames, indexed by [`DropReason::index`].
@@ -154,6 +160,8 @@ impl Default for Counters {
             arp_entries_learned: 0,
             arp_entries_refreshed: 0,
             arp_entries_evicted: 0,
+            arp_probes_sent: 0,
+            arp_entries_failed: 0,
             icmp_echo_replies_sent: 0,
             drops: [0; DropReason::COUNT],
         }
@@ -197,6 +205,8 @@ impl Counters {
             arp_entries_learned,
             arp_entries_refreshed,
             arp_entries_evicted,
+            arp_probes_sent,
+            arp_entries_failed,
             icmp_echo_replies_sent,
             drops,
         } = other;
@@ -210,6 +220,8 @@ impl Counters {
             .arp_entries_refreshed
             .wrapping_add(*arp_entries_refreshed);
         self.arp_entries_evicted = self.arp_entries_evicted.wrapping_add(*arp_entries_evicted);
+        self.arp_probes_sent = self.arp_probes_sent.wrapping_add(*arp_probes_sent);
+        self.arp_entries_failed = self.arp_entries_failed.wrapping_add(*arp_entries_failed);
         self.icmp_echo_replies_sent = self
             .icmp_echo_replies_sent
             .wrapping_add(*icmp_echo_replies_sent);
@@ -231,6 +243,8 @@ impl Counters {
             arp_entries_learned,
             arp_entries_refreshed,
             arp_entries_evicted,
+            arp_probes_sent,
+            arp_entries_failed,
             icmp_echo_replies_sent,
             drops,
         } = self;
@@ -243,6 +257,8 @@ impl Counters {
             ("arp_entries_learned", *arp_entries_learned),
             ("arp_entries_refreshed", *arp_entries_refreshed),
             ("arp_entries_evicted", *arp_entries_evicted),
+            ("arp_probes_sent", *arp_probes_sent),
+            ("arp_entries_failed", *arp_entries_failed),
             ("icmp_echo_replies_sent", *icmp_echo_replies_sent),
         ];
         scalars.into_iter().chain(
@@ -316,6 +332,9 @@ mod tests {
         assert_eq!(c.total_dropped(), 8);
     }
 
+    /// Scalar counters before the drop counters.
+    const SCALARS: usize = 11;
+
     fn distinct() -> Counters {
         let mut c = Counters {
             rx_packets: 1,
@@ -326,7 +345,9 @@ mod tests {
             arp_entries_learned: 6,
             arp_entries_refreshed: 7,
             arp_entries_evicted: 8,
-            icmp_echo_replies_sent: 9,
+            arp_probes_sent: 9,
+            arp_entries_failed: 10,
+            icmp_echo_replies_sent: 11,
             drops: [0; DropReason::COUNT],
         };
         for (i, d) in c.drops.iter_mut().enumerate() {
@@ -339,15 +360,16 @@ mod tests {
     fn iter_lists_every_counter_once() {
         let c = distinct();
         let items: Vec<_> = c.iter().collect();
-        assert_eq!(items.len(), 9 + DropReason::COUNT);
+        assert_eq!(items.len(), SCALARS + DropReason::COUNT);
         let names: HashSet<_> = items.iter().map(|(n, _)| *n).collect();
         assert_eq!(names.len(), items.len());
         // Every value is distinct in `distinct()`, so each must appear exactly once.
         let values: HashSet<_> = items.iter().map(|(_, v)| *v).collect();
         assert_eq!(values.len(), items.len());
         assert_eq!(items[0], ("rx_packets", 1));
-        assert_eq!(items[8], ("icmp_echo_replies_sent", 9));
-        assert_eq!(items[9], ("drop_eth_truncated", 100));
+        assert_eq!(items[8], ("arp_probes_sent", 9));
+        assert_eq!(items[SCALARS - 1], ("icmp_echo_replies_sent", 11));
+        assert_eq!(items[SCALARS], ("drop_eth_truncated", 100));
         let last = DropReason::ALL[DropReason::COUNT - 1];
         assert_eq!(
             items.last().copied(),
@@ -378,8 +400,8 @@ mod tests {
         assert!(json.ends_with(",\"drops_total\":1}"), "{json}");
         assert!(json.contains("\"drop_vlan_tagged\":1,"), "{json}");
         // One "name":value pair per counter plus the total, separated by commas.
-        assert_eq!(json.matches(':').count(), 9 + DropReason::COUNT + 1);
-        assert_eq!(json.matches(',').count(), 9 + DropReason::COUNT);
+        assert_eq!(json.matches(':').count(), SCALARS + DropReason::COUNT + 1);
+        assert_eq!(json.matches(',').count(), SCALARS + DropReason::COUNT);
         assert!(!json.contains(",}"));
     }
 }
