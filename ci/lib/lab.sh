@@ -7,7 +7,7 @@
 # when a test fails.
 #
 #   lab_init                       set up traps and a work dir ($LAB_DIR)
-#   lab_host NAME                  create namespace ${LAB_NS[NAME]}
+#   lab_host NAME                  create namespace ${LAB_NS[NAME]} (IPv6 off)
 #   lab_engine NAME IP/PFX [ARGS]  start `migratory serve` in host NAME on a fresh tap,
 #                                  wait for the tap, give the kernel side .1 of the subnet
 #   lab_kernel_ip NAME             the kernel's address in host NAME
@@ -46,11 +46,20 @@ lab_init() {
   trap 'exit 130' INT TERM
 }
 
-# Creates host NAME (a namespace, $LAB_NS[NAME]). Not in a subshell: it records state.
+# Creates host NAME (a namespace, $LAB_NS[NAME]), with IPv6 off: the kernel would
+# otherwise send neighbour discovery and MLD over every link (the engine counts them as
+# drop_ipv6) at moments no test controls, and tests that count drops exactly
+# (ci/lab/malformed.sh) need a quiet link. `default` covers the interfaces created later
+# (the engine's tap, veths, bridges). Not in a subshell: it records state.
 lab_host() {
   local name=$1
   local ns="mg-$name-$LAB_ID"
   ip netns add "$ns" || { lab_fail "cannot create namespace $ns"; return 1; }
+  if [ -d /proc/sys/net/ipv6 ]; then
+    ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 \
+      net.ipv6.conf.default.disable_ipv6=1 >/dev/null ||
+      { ip netns del "$ns"; lab_fail "cannot disable IPv6 in namespace $ns"; return 1; }
+  fi
   ip -n "$ns" link set lo up
   LAB_NS[$name]=$ns
   LAB_HOSTS+=("$name")

@@ -2,12 +2,17 @@
 //!
 //! [`Interface::process`] takes one received Ethernet frame and a `now`, and decides: answer
 //! it in place (ARP reply, ICMP echo reply), consume it (ARP learning), hand it to the TCP
-//! layer ([`Verdict::Tcp`]), or drop it with a [`DropReason`]. It owns the ARP cache and the
-//! core's [`Counters`]. It performs no I/O, reads no clock and allocates nothing per frame;
-//! a frame is modified only when the verdict is [`Verdict::Transmit`].
+//! layer ([`Verdict::Tcp`]), or drop it with a [`DropReason`]. It owns the ARP cache (with
+//! Linux-style neighbour states: a stale entry keeps resolving while it is probed, see
+//! [`NeighbourState`]) and the core's [`Counters`]. It performs no I/O, reads no clock and
+//! allocates nothing per frame; a frame is modified only when the verdict is
+//! [`Verdict::Transmit`]. The ARP requests it wants sent (probes) are handed to the driver
+//! as [`ArpProbe`] values ([`Interface::arp_probes`]).
 //!
 //! This engine is an IPv4 host with one address: no forwarding, no reassembly, no IP
-//! options, no multicast groups.
+//! options, no multicast groups. IPv6 frames are dropped and counted apart
+//! ([`DropReason::Ipv6`]) from unknown EtherTypes.
+use core::cell::Cell;
 use core::net::Ipv4Addr;
 use core::ops::Range;
 
@@ -32,7 +37,9 @@ pub struct IfaceConfig {
     pub caps: ChecksumCaps,
     /// Most entries the ARP cache holds; 0 disables learning.
     pub arp_cache_size: usize,
-    /// How long an ARP entry is used after it was last confirmed.
+    /// How long an ARP entry stays reachable after it was last confirmed (Linux's
+    /// reachable time). After that it is stale: still used, and checked with probes once a
+    /// flow uses it (see [`NeighbourState`]).
     pub arp_entry_ttl: Duration,
 }
 
@@ -86,31 +93,160 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ArpEntry {
-    hardware_addr: EthernetAddress,
-    /// When the mapping was last learnt or confirmed.
-    refreshed_at: Instant,
+/// Unicast probes of a stale entry in use, to the address it holds, before the broadcast
+/// ones (Linux's `ucast_probes`).
+pub const ARP_UNICAST_PROBES: u8 = 3;
+
+/// Broadcast probes after the unicast ones, in case the host moved to another address,
+/// before the entry is dropped (Linux's `mcast_reprobes`).
+pub const ARP_BROADCAST_PROBES: u8 = 1;
+
+/// How long a stale entry that a flow uses waits for traffic from the host to confirm it
+/// before the first probe (Linux's `delay_first_probe_time`).
+pub const ARP_DELAY_FIRST_PROBE: Duration = Duration::from_secs(5);
+
+/// Time between two probes of one entry, and what the last one gets to be answered
+/// (Linux's `retrans_time`). RFC 1122 §2.3.2.1: a host MUST keep from flooding ARP
+/// requests for one address; the recommended maximum is one per second.
+pub const ARP_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Probes of an entry before it fails.
+const ARP_PROBES: u8 = ARP_UNICAST_PROBES + ARP_BROADCAST_PROBES;
+
+/// The reachability of a neighbour's ARP cache entry: Linux's neighbour (NUD) states, the
+/// "unicast poll" of RFC 1122 §2.3.2.1. An entry resolves in every state; one whose probes
+/// all went unanswered has failed: it resolves no more and is removed, so it has no state.
+///
+/// Only `confirmed_at` and the first use after it went stale are stored; the state at an
+/// instant follows from them and the constants above:
+///
+/// ```text
+/// Reachable --(reachable time passes)--> Stale --(a flow resolves it)--> Delay
+/// Delay --(ARP_DELAY_FIRST_PROBE passes)--> Probe --(ARP_PROBES intervals pass)--> failed
+/// any state --(an ARP packet from the host, or its traffic)--> Reachable
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NeighbourState {
+    /// Confirmed within the reachable time ([`IfaceConfig::arp_entry_ttl`]).
+    Reachable,
+    /// Not confirmed for the reachable time, and unused since: nothing is sent for it.
+    Stale,
+    /// Used while stale: waiting [`ARP_DELAY_FIRST_PROBE`] for traffic to confirm it.
+    Delay,
+    /// Being probed: ARP requests go to the address it holds, then to broadcast, one per
+    /// [`ARP_PROBE_INTERVAL`] (see [`Interface::arp_probes`]).
+    Probe,
 }
 
-/// A bounded IPv4 -> MAC cache with per-entry expiry.
+/// An ARP request the driver sends to check a stale entry in use: who has `target`, sent
+/// to `dst` (the address the entry holds, or broadcast for the last probes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ArpProbe {
+    pub target: Ipv4Addr,
+    pub dst: EthernetAddress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ArpEntry {
+    hardware_addr: EthernetAddress,
+    /// When the host's reachability was last confirmed: learnt, an ARP packet from it,
+    /// traffic from it.
+    confirmed_at: Instant,
+    /// When a flow first resolved the entry after it went stale: `None` while reachable,
+    /// or stale and unused. Set by [`ArpCache::lookup`], which takes `&self` because the
+    /// stack resolves addresses while it holds the interface shared: a mark of use, like
+    /// an LRU cache's recency, hence the `Cell`.
+    stale_use: Cell<Option<Instant>>,
+    /// Probes handed to the driver since `stale_use`.
+    probes_sent: u8,
+}
+
+impl ArpEntry {
+    fn new(hardware_addr: EthernetAddress, now: Instant) -> ArpEntry {
+        ArpEntry {
+            hardware_addr,
+            confirmed_at: now,
+            stale_use: Cell::new(None),
+            probes_sent: 0,
+        }
+    }
+
+    /// The state at `now`, or `None` once the entry has failed.
+    fn state(&self, reachable: Duration, now: Instant) -> Option<NeighbourState> {
+        if now.saturating_duration_since(self.confirmed_at) < reachable {
+            return Some(NeighbourState::Reachable);
+        }
+        let Some(used) = self.stale_use.get() else {
+            return Some(NeighbourState::Stale);
+        };
+        let probing = used + ARP_DELAY_FIRST_PROBE;
+        if now < probing {
+            Some(NeighbourState::Delay)
+        } else if now < probing + ARP_PROBE_INTERVAL * u32::from(ARP_PROBES) {
+            Some(NeighbourState::Probe)
+        } else {
+            None
+        }
+    }
+
+    /// How many probes are due by `now`: the first when probing starts, one more per
+    /// interval, [`ARP_PROBES`] at most.
+    fn probes_due(&self, now: Instant) -> u8 {
+        let Some(used) = self.stale_use.get() else {
+            return 0;
+        };
+        let probing = used + ARP_DELAY_FIRST_PROBE;
+        if now < probing {
+            return 0;
+        }
+        let intervals = (now - probing).as_nanos() / ARP_PROBE_INTERVAL.as_nanos();
+        u8::try_from(intervals.saturating_add(1)).map_or(ARP_PROBES, |n| n.min(ARP_PROBES))
+    }
+
+    /// When the entry next needs the driver (its next probe, or its failure after the
+    /// last one), if a flow uses it stale.
+    fn next_probe_at(&self) -> Option<Instant> {
+        let used = self.stale_use.get()?;
+        Some(used + ARP_DELAY_FIRST_PROBE + ARP_PROBE_INTERVAL * u32::from(self.probes_sent))
+    }
+}
+
+/// A bounded IPv4 -> MAC cache whose entries go stale and are checked before they are
+/// dropped, as Linux does ([`NeighbourState`]).
+///
+/// RFC 1122 §2.3.2.1: a host MUST flush out-of-date entries. An entry that is not
+/// confirmed for the reachable time goes stale but keeps resolving, so that a long flow
+/// never stalls on an ARP round trip; once a flow uses it, it is probed (RFC 1122's
+/// "unicast poll", then broadcast), and dropped only when the probes go unanswered. ARP
+/// packets from the host (RFC 826 merge) and its traffic ([`Interface::learn_neighbour`])
+/// confirm it, whatever state it is in.
 ///
 /// Keys are chosen by peers (any host can send ARP), so the map uses hashbrown's default
 /// per-process randomly seeded hasher (foldhash), and its size is bounded: a full cache
-/// first drops expired entries, then the least recently refreshed one. The map is sized at
-/// construction and never grows past it, so learning does not allocate.
+/// first drops stale entries nobody uses (and failed ones), then the least recently
+/// confirmed one. The map is sized at construction and never grows past it, so learning
+/// does not allocate.
 #[derive(Debug, Clone)]
 pub struct ArpCache {
     entries: HashMap<Ipv4Addr, ArpEntry>,
     capacity: usize,
+    /// How long an entry stays reachable after a confirmation.
     ttl: Duration,
+    /// Whether an entry may be in use while stale: set by `lookup` when it marks one,
+    /// cleared by `poll_probes` when none is, so that a cache with nothing to probe costs
+    /// the driver's periodic check nothing.
+    stale_in_use: Cell<bool>,
 }
 
 /// What [`ArpCache::merge`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArpMerge {
-    /// An existing entry was refreshed (and its address updated).
+    /// An existing entry was refreshed: its address changed, or it was not reachable and
+    /// is again.
     Refreshed,
+    /// An existing reachable entry was confirmed with the address it had: only its
+    /// confirmation time moved.
+    Confirmed,
     /// A new entry was added; `evicted` entries were removed to make room.
     Learned { evicted: usize },
     /// Nothing changed: no entry, and adding was not allowed or capacity is 0.
@@ -123,22 +259,31 @@ impl ArpCache {
             entries: HashMap::with_capacity(capacity),
             capacity,
             ttl,
+            stale_in_use: Cell::new(false),
         }
     }
 
-    /// The address of `ip` if known and not expired at `now`.
+    /// The address of `ip`, if its entry has not failed at `now`. The first lookup of a
+    /// stale entry marks it in use, which starts its [`NeighbourState::Delay`].
     pub fn lookup(&self, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
-        self.entries
-            .get(&ip)
-            .filter(|e| self.is_fresh(e, now))
-            .map(|e| e.hardware_addr)
+        let entry = self.entries.get(&ip)?;
+        match entry.state(self.ttl, now)? {
+            NeighbourState::Stale => {
+                entry.stale_use.set(Some(now));
+                self.stale_in_use.set(true);
+            }
+            NeighbourState::Reachable | NeighbourState::Delay | NeighbourState::Probe => {}
+        }
+        Some(entry.hardware_addr)
     }
 
-    fn is_fresh(&self, entry: &ArpEntry, now: Instant) -> bool {
-        now.saturating_duration_since(entry.refreshed_at) < self.ttl
+    /// The state of the entry for `ip` at `now`; `None` if there is none or it failed.
+    /// Unlike [`ArpCache::lookup`], this is not a use.
+    pub fn state(&self, ip: Ipv4Addr, now: Instant) -> Option<NeighbourState> {
+        self.entries.get(&ip)?.state(self.ttl, now)
     }
 
-    /// Number of entries held, expired ones included until they are evicted.
+    /// Number of entries held, failed ones included until they are removed.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -151,8 +296,9 @@ impl ArpCache {
         self.capacity
     }
 
-    /// RFC 826's merge: an existing entry for `ip` is always updated; a new one is added
-    /// only if `may_add` (the packet was addressed to us).
+    /// RFC 826's merge, which is also a confirmation of reachability: an existing entry
+    /// for `ip` is always updated and becomes reachable; a new one is added only if
+    /// `may_add` (the packet was addressed to us, or is traffic from the host).
     pub fn merge(
         &mut self,
         ip: Ipv4Addr,
@@ -161,28 +307,71 @@ impl ArpCache {
         may_add: bool,
     ) -> ArpMerge {
         if let Some(entry) = self.entries.get_mut(&ip) {
-            *entry = ArpEntry {
-                hardware_addr,
-                refreshed_at: now,
+            let renewed = entry.hardware_addr != hardware_addr
+                || entry.state(self.ttl, now) != Some(NeighbourState::Reachable);
+            *entry = ArpEntry::new(hardware_addr, now);
+            return if renewed {
+                ArpMerge::Refreshed
+            } else {
+                ArpMerge::Confirmed
             };
-            return ArpMerge::Refreshed;
         }
         if !may_add || self.capacity == 0 {
             return ArpMerge::Ignored;
         }
         let evicted = self.make_room(now);
-        self.entries.insert(
-            ip,
-            ArpEntry {
-                hardware_addr,
-                refreshed_at: now,
-            },
-        );
+        self.entries.insert(ip, ArpEntry::new(hardware_addr, now));
         ArpMerge::Learned { evicted }
     }
 
-    /// Frees one slot if the cache is full: all expired entries, else the oldest one.
-    /// O(capacity), and only when full.
+    /// Appends to `out` the probes due at `now` (at most one per entry: a driver that
+    /// comes back late skips the probes it missed rather than sending them in a burst),
+    /// and removes the entries whose last probe went unanswered. Returns how many were
+    /// removed. O(entries) when an entry is in use while stale, else O(1).
+    pub fn poll_probes(&mut self, now: Instant, out: &mut Vec<ArpProbe>) -> usize {
+        if !self.stale_in_use.get() {
+            return 0;
+        }
+        let ttl = self.ttl;
+        let mut failed = 0;
+        let mut in_use = false;
+        self.entries.retain(|&ip, entry| {
+            let Some(state) = entry.state(ttl, now) else {
+                failed += 1;
+                return false;
+            };
+            in_use |= entry.stale_use.get().is_some();
+            let due = entry.probes_due(now);
+            if state == NeighbourState::Probe && entry.probes_sent < due {
+                // `due` counts from 1: the probe sent now is number `due - 1`.
+                let dst = if due - 1 < ARP_UNICAST_PROBES {
+                    entry.hardware_addr
+                } else {
+                    EthernetAddress::BROADCAST
+                };
+                out.push(ArpProbe { target: ip, dst });
+                entry.probes_sent = due;
+            }
+            true
+        });
+        self.stale_in_use.set(in_use);
+        failed
+    }
+
+    /// When [`ArpCache::poll_probes`] next has something to do: the earliest next probe or
+    /// failure of an entry in use while stale. O(entries) when there is one, else O(1).
+    pub fn next_probe_at(&self) -> Option<Instant> {
+        if !self.stale_in_use.get() {
+            return None;
+        }
+        self.entries
+            .values()
+            .filter_map(ArpEntry::next_probe_at)
+            .min()
+    }
+
+    /// Frees one slot if the cache is full: stale entries nobody uses and failed ones,
+    /// else the least recently confirmed one. O(capacity), and only when full.
     fn make_room(&mut self, now: Instant) -> usize {
         if self.entries.len() < self.capacity {
             return 0;
@@ -190,12 +379,12 @@ impl ArpCache {
         let before = self.entries.len();
         let ttl = self.ttl;
         self.entries
-            .retain(|_, e| now.saturating_duration_since(e.refreshed_at) < ttl);
+            .retain(|_, e| !matches!(e.state(ttl, now), None | Some(NeighbourState::Stale)));
         if self.entries.len() >= self.capacity {
             let oldest = self
                 .entries
                 .iter()
-                .min_by_key(|(_, e)| e.refreshed_at)
+                .min_by_key(|(_, e)| e.confirmed_at)
                 .map(|(ip, _)| *ip);
             if let Some(ip) = oldest {
                 self.entries.remove(&ip);
@@ -250,19 +439,42 @@ impl Interface {
         &self.arp_cache
     }
 
-    /// The MAC address of `ip`, if the cache holds a fresh entry for it.
+    /// The MAC address of `ip`, if the cache holds an entry for it that has not failed:
+    /// reachable, or stale and then checked (see [`ArpCache::lookup`]). A lookup is a use.
     pub fn arp_lookup(&self, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
         self.arp_cache.lookup(ip, now)
     }
 
-    /// Learns or refreshes `ip` -> `mac` from an IP packet that `ip` sent us directly (a
-    /// neighbour on our network), so that replies need no ARP round trip. Group
-    /// addresses are ignored.
+    /// The state of `ip`'s entry at `now`, if there is one that has not failed.
+    pub fn neighbour_state(&self, ip: Ipv4Addr, now: Instant) -> Option<NeighbourState> {
+        self.arp_cache.state(ip, now)
+    }
+
+    /// For the driver, at least every [`ARP_PROBE_INTERVAL`] (and whenever
+    /// [`Interface::next_arp_probe`] says): appends to `out` the ARP probes to send now for
+    /// stale entries in use (build each with [`Interface::emit_arp_probe`]), and drops the
+    /// entries whose probes all went unanswered. Both are counted. Allocates only if `out`
+    /// must grow.
+    pub fn arp_probes(&mut self, now: Instant, out: &mut Vec<ArpProbe>) {
+        let before = out.len();
+        let failed = self.arp_cache.poll_probes(now, out);
+        self.counters.arp_probes_sent += (out.len() - before) as u64;
+        self.counters.arp_entries_failed += failed as u64;
+    }
+
+    /// When [`Interface::arp_probes`] next has work, if any: for drivers that sleep until
+    /// a deadline (the simulator).
+    pub fn next_arp_probe(&self) -> Option<Instant> {
+        self.arp_cache.next_probe_at()
+    }
+
+    /// Learns `ip` -> `mac`, or confirms its entry, from an IP packet that `ip` sent us
+    /// directly (a neighbour on our network): replies need no ARP round trip, and traffic
+    /// from a neighbour keeps its entry reachable, the address changed or not, as Linux's
+    /// upper-layer confirmation does. Group addresses are ignored. Only a learnt entry, a
+    /// changed address or a stale entry confirmed again are counted, not each segment.
     pub fn learn_neighbour(&mut self, ip: Ipv4Addr, mac: EthernetAddress, now: Instant) {
         if !mac.is_unicast() {
-            return;
-        }
-        if self.arp_cache.lookup(ip, now) == Some(mac) {
             return;
         }
         match self.arp_cache.merge(ip, mac, now, true) {
@@ -271,7 +483,7 @@ impl Interface {
                 self.counters.arp_entries_evicted += evicted as u64;
             }
             ArpMerge::Refreshed => self.counters.arp_entries_refreshed += 1,
-            ArpMerge::Ignored => {}
+            ArpMerge::Confirmed | ArpMerge::Ignored => {}
         }
     }
 
@@ -294,16 +506,21 @@ impl Interface {
             return Verdict::Drop(DropReason::EthBadSource);
         }
         if eth.dst_addr != self.config.mac && !eth.dst_addr.is_broadcast() {
-            return Verdict::Drop(if eth.dst_addr.is_multicast() {
-                DropReason::EthMulticast
-            } else {
+            return Verdict::Drop(if !eth.dst_addr.is_multicast() {
                 DropReason::NotForUsMac
+            } else if eth.ethertype.is_ipv6() {
+                // IPv6 neighbour discovery and MLD go to multicast groups (RFC 2464 §7):
+                // that they are IPv6 says more than that we joined no group.
+                DropReason::Ipv6
+            } else {
+                DropReason::EthMulticast
             });
         }
         match eth.ethertype {
             EthernetProtocol::Arp => self.process_arp(now, frame),
             EthernetProtocol::Ipv4 => self.process_ipv4(eth, frame),
             t if t.is_vlan_tag() => Verdict::Drop(DropReason::VlanTagged),
+            t if t.is_ipv6() => Verdict::Drop(DropReason::Ipv6),
             EthernetProtocol::Unknown(_) => Verdict::Drop(DropReason::UnknownEthertype),
         }
     }
@@ -338,7 +555,9 @@ impl Interface {
                 .arp_cache
                 .merge(sender, arp.source_hardware_addr, now, for_us)
             {
-                ArpMerge::Refreshed => self.counters.arp_entries_refreshed += 1,
+                ArpMerge::Refreshed | ArpMerge::Confirmed => {
+                    self.counters.arp_entries_refreshed += 1
+                }
                 ArpMerge::Learned { evicted } => {
                     self.counters.arp_entries_learned += 1;
                     self.counters.arp_entries_evicted += evicted as u64;
@@ -477,6 +696,22 @@ impl Interface {
     /// Writes a broadcast ARP request for `target` into `buf` and returns its length
     /// ([`ARP_FRAME_LEN`]), or `Err(Truncated)` if `buf` is shorter than that.
     pub fn emit_arp_request(&self, target: Ipv4Addr, buf: &mut [u8]) -> Result<usize, Error> {
+        self.emit_arp_request_to(target, EthernetAddress::BROADCAST, buf)
+    }
+
+    /// Writes the ARP request of `probe` (to the address the entry holds, or broadcast)
+    /// into `buf` and returns its length, or `Err(Truncated)` if `buf` is shorter than
+    /// [`ARP_FRAME_LEN`]. The target hardware address is left zero, as in any request.
+    pub fn emit_arp_probe(&self, probe: ArpProbe, buf: &mut [u8]) -> Result<usize, Error> {
+        self.emit_arp_request_to(probe.target, probe.dst, buf)
+    }
+
+    fn emit_arp_request_to(
+        &self,
+        target: Ipv4Addr,
+        dst: EthernetAddress,
+        buf: &mut [u8],
+    ) -> Result<usize, Error> {
         let request = ArpRepr {
             operation: ArpOperation::Request,
             source_hardware_addr: self.config.mac,
@@ -487,12 +722,7 @@ impl Interface {
         if buf.len() < ARP_FRAME_LEN {
             return Err(Error::Truncated);
         }
-        Ok(emit_arp_frame(
-            buf,
-            self.config.mac,
-            EthernetAddress::BROADCAST,
-            &request,
-        ))
+        Ok(emit_arp_frame(buf, self.config.mac, dst, &request))
     }
 
     /// Writes a gratuitous ARP (an RFC 5227 §2.3 announcement: a broadcast request whose
@@ -760,7 +990,7 @@ mod tests {
     }
 
     #[test]
-    fn arp_cache_is_bounded_and_expires() {
+    fn arp_cache_is_bounded_and_evicts_unused_stale_entries_first() {
         let mut config = config();
         config.arp_cache_size = 2;
         config.arp_entry_ttl = Duration::from_secs(10);
@@ -778,22 +1008,319 @@ mod tests {
         assert_eq!(iface.arp_lookup(host(3), now), Some(mac(3)));
         assert_eq!(iface.arp_lookup(host(4), now), Some(mac(4)));
         assert_eq!(iface.counters().arp_entries_evicted, 1);
-        // Entry 3 was refreshed at T0+3s: fresh until T0+13s.
+        // Entry 3 was confirmed at T0+3s: reachable until T0+13s, then stale, and still
+        // used: a flow sends to it at T0+13s.
         assert_eq!(
-            iface.arp_lookup(host(3), T0 + Duration::from_millis(12_999)),
-            Some(mac(3))
+            iface.neighbour_state(host(3), T0 + Duration::from_millis(12_999)),
+            Some(NeighbourState::Reachable)
+        );
+        assert_eq!(
+            iface.neighbour_state(host(3), T0 + Duration::from_secs(13)),
+            Some(NeighbourState::Stale)
         );
         assert_eq!(
             iface.arp_lookup(host(3), T0 + Duration::from_secs(13)),
-            None
+            Some(mac(3))
         );
-        // Both expired at T0+20s: learning a new host evicts both.
+        // Both stale at T0+20s, 3 in use, 4 not: learning a new host evicts 4 only.
         let later = T0 + Duration::from_secs(20);
         let mut frame = arp_frame(ArpOperation::Reply, mac(5), host(5), OUR_IP);
         iface.process(later, &mut frame);
-        assert_eq!(iface.arp_cache().len(), 1);
-        assert_eq!(iface.counters().arp_entries_evicted, 3);
+        assert_eq!(iface.arp_cache().len(), 2);
+        assert_eq!(iface.counters().arp_entries_evicted, 2);
         assert_eq!(iface.arp_lookup(host(5), later), Some(mac(5)));
+        assert_eq!(iface.arp_lookup(host(3), later), Some(mac(3)));
+        assert_eq!(iface.arp_lookup(host(4), later), None);
+    }
+
+    const TTL: Duration = IfaceConfig::DEFAULT_ARP_ENTRY_TTL;
+    const MS: Duration = Duration::from_millis(1);
+    const PROBES: u8 = ARP_UNICAST_PROBES + ARP_BROADCAST_PROBES;
+    const UNICAST_PROBE: ArpProbe = ArpProbe {
+        target: PEER_IP,
+        dst: PEER_MAC,
+    };
+    const BROADCAST_PROBE: ArpProbe = ArpProbe {
+        target: PEER_IP,
+        dst: EthernetAddress::BROADCAST,
+    };
+
+    /// An interface that learnt the peer from its ARP reply at T0.
+    fn iface_knowing_peer() -> Interface {
+        let mut iface = iface();
+        let mut frame = arp_frame(ArpOperation::Reply, PEER_MAC, PEER_IP, OUR_IP);
+        assert_eq!(iface.process(T0, &mut frame), Verdict::Consumed);
+        iface
+    }
+
+    /// The probes due at `now`.
+    fn probes(iface: &mut Interface, now: Instant) -> Vec<ArpProbe> {
+        let mut out = Vec::new();
+        iface.arp_probes(now, &mut out);
+        out
+    }
+
+    fn state(iface: &Interface, now: Instant) -> Option<NeighbourState> {
+        iface.neighbour_state(PEER_IP, now)
+    }
+
+    #[test]
+    fn a_stale_entry_keeps_resolving_while_it_is_probed() {
+        let mut iface = iface_knowing_peer();
+        assert_eq!(
+            state(&iface, T0 + TTL - MS),
+            Some(NeighbourState::Reachable)
+        );
+        assert_eq!(state(&iface, T0 + TTL), Some(NeighbourState::Stale));
+        // A stale entry nobody uses is left alone.
+        assert_eq!(probes(&mut iface, T0 + 2 * TTL), []);
+        assert_eq!(iface.next_arp_probe(), None);
+        // A flow sends to it: it still resolves at once, and waits for traffic to confirm
+        // it before the first probe.
+        let used = T0 + 2 * TTL;
+        assert_eq!(iface.arp_lookup(PEER_IP, used), Some(PEER_MAC));
+        assert_eq!(state(&iface, used), Some(NeighbourState::Delay));
+        assert_eq!(iface.next_arp_probe(), Some(used + ARP_DELAY_FIRST_PROBE));
+        assert_eq!(probes(&mut iface, used + ARP_DELAY_FIRST_PROBE - MS), []);
+        // Then unicast probes to the known address, then broadcast ones, at most one per
+        // interval; the entry resolves all the while.
+        let first = used + ARP_DELAY_FIRST_PROBE;
+        for k in 0..PROBES {
+            let at = first + ARP_PROBE_INTERVAL * u32::from(k);
+            let expected = if k < ARP_UNICAST_PROBES {
+                UNICAST_PROBE
+            } else {
+                BROADCAST_PROBE
+            };
+            assert_eq!(probes(&mut iface, at), [expected], "probe {k}");
+            assert_eq!(iface.next_arp_probe(), Some(at + ARP_PROBE_INTERVAL));
+            assert_eq!(probes(&mut iface, at + ARP_PROBE_INTERVAL - MS), []);
+            assert_eq!(iface.arp_lookup(PEER_IP, at), Some(PEER_MAC));
+            assert_eq!(state(&iface, at), Some(NeighbourState::Probe));
+        }
+        assert_eq!(iface.counters().arp_probes_sent, u64::from(PROBES));
+    }
+
+    #[test]
+    fn a_late_poll_sends_one_probe_not_a_burst() {
+        let mut iface = iface_knowing_peer();
+        let used = T0 + TTL;
+        iface.arp_lookup(PEER_IP, used);
+        // The driver comes back two intervals into probing: one probe, the third one
+        // (unicast still), and the next a full interval later (RFC 1122 §2.3.2.1).
+        let late = used + ARP_DELAY_FIRST_PROBE + ARP_PROBE_INTERVAL * 2;
+        assert_eq!(probes(&mut iface, late), [UNICAST_PROBE]);
+        assert_eq!(probes(&mut iface, late + ARP_PROBE_INTERVAL - MS), []);
+        assert_eq!(
+            probes(&mut iface, late + ARP_PROBE_INTERVAL),
+            [BROADCAST_PROBE]
+        );
+        assert_eq!(iface.counters().arp_probes_sent, 2);
+    }
+
+    #[test]
+    fn a_reply_to_a_probe_confirms_the_entry() {
+        let mut iface = iface_knowing_peer();
+        let used = T0 + TTL;
+        assert_eq!(iface.arp_lookup(PEER_IP, used), Some(PEER_MAC));
+        let probed = used + ARP_DELAY_FIRST_PROBE;
+        assert_eq!(probes(&mut iface, probed), [UNICAST_PROBE]);
+        let replied = probed + 2 * MS;
+        let mut frame = arp_frame(ArpOperation::Reply, PEER_MAC, PEER_IP, OUR_IP);
+        assert_eq!(iface.process(replied, &mut frame), Verdict::Consumed);
+        assert_eq!(state(&iface, replied), Some(NeighbourState::Reachable));
+        assert_eq!(iface.counters().arp_entries_refreshed, 1);
+        // Reachable for a whole TTL from the reply, with no more probes.
+        assert_eq!(iface.next_arp_probe(), None);
+        assert_eq!(probes(&mut iface, replied + TTL - MS), []);
+        assert_eq!(
+            state(&iface, replied + TTL - MS),
+            Some(NeighbourState::Reachable)
+        );
+        assert_eq!(state(&iface, replied + TTL), Some(NeighbourState::Stale));
+        assert_eq!(iface.counters().arp_probes_sent, 1);
+    }
+
+    #[test]
+    fn traffic_from_the_neighbour_confirms_its_entry() {
+        let mut iface = iface_knowing_peer();
+        // TCP input from the peer (the stack calls `learn_neighbour`), same address: the
+        // entry is confirmed although nothing else changes, and stays reachable.
+        let heard = T0 + TTL / 2;
+        iface.learn_neighbour(PEER_IP, PEER_MAC, heard);
+        assert_eq!(state(&iface, T0 + TTL), Some(NeighbourState::Reachable));
+        assert_eq!(
+            state(&iface, heard + TTL - MS),
+            Some(NeighbourState::Reachable)
+        );
+        assert_eq!(
+            iface.counters().arp_entries_refreshed,
+            0,
+            "confirming a reachable entry is not counted per segment"
+        );
+        // Stale and in use: traffic before the first probe confirms it, no probe at all.
+        let used = heard + TTL;
+        assert_eq!(iface.arp_lookup(PEER_IP, used), Some(PEER_MAC));
+        assert_eq!(state(&iface, used), Some(NeighbourState::Delay));
+        iface.learn_neighbour(PEER_IP, PEER_MAC, used + MS);
+        assert_eq!(state(&iface, used + MS), Some(NeighbourState::Reachable));
+        assert_eq!(iface.counters().arp_entries_refreshed, 1);
+        assert_eq!(probes(&mut iface, used + ARP_DELAY_FIRST_PROBE), []);
+        // Being probed: an ARP request from the peer for another host confirms it too
+        // (RFC 826 merge; RFC 1122 §2.3.2.1, "regardless of target address").
+        let used = used + MS + TTL;
+        iface.arp_lookup(PEER_IP, used);
+        let probed = used + ARP_DELAY_FIRST_PROBE;
+        assert_eq!(probes(&mut iface, probed), [UNICAST_PROBE]);
+        let mut frame = arp_frame(
+            ArpOperation::Request,
+            PEER_MAC,
+            PEER_IP,
+            Ipv4Addr::new(10, 0, 0, 9),
+        );
+        assert_eq!(
+            iface.process(probed + MS, &mut frame),
+            Verdict::Drop(DropReason::ArpNotForUs)
+        );
+        assert_eq!(state(&iface, probed + MS), Some(NeighbourState::Reachable));
+        assert_eq!(probes(&mut iface, probed + ARP_PROBE_INTERVAL), []);
+        assert_eq!(iface.counters().arp_probes_sent, 1);
+        // Group addresses confirm nothing.
+        let stale = probed + MS + TTL;
+        iface.learn_neighbour(PEER_IP, EthernetAddress::BROADCAST, stale);
+        assert_eq!(state(&iface, stale), Some(NeighbourState::Stale));
+    }
+
+    #[test]
+    fn an_unanswered_entry_is_dropped_after_its_probes() {
+        let mut iface = iface_knowing_peer();
+        let used = T0 + TTL;
+        iface.arp_lookup(PEER_IP, used);
+        let first = used + ARP_DELAY_FIRST_PROBE;
+        for k in 0..PROBES {
+            let at = first + ARP_PROBE_INTERVAL * u32::from(k);
+            assert_eq!(probes(&mut iface, at).len(), 1, "probe {k}");
+        }
+        // The last probe has a whole interval to be answered.
+        let failed = first + ARP_PROBE_INTERVAL * u32::from(PROBES);
+        assert_eq!(iface.arp_lookup(PEER_IP, failed - MS), Some(PEER_MAC));
+        assert_eq!(iface.next_arp_probe(), Some(failed));
+        // Then it no longer resolves, even before the driver's next call removes it...
+        assert_eq!(iface.arp_lookup(PEER_IP, failed), None);
+        assert_eq!(state(&iface, failed), None);
+        assert_eq!(iface.arp_cache().len(), 1);
+        // ...which sends nothing more and counts the failure.
+        assert_eq!(probes(&mut iface, failed), []);
+        assert!(iface.arp_cache().is_empty());
+        assert_eq!(iface.next_arp_probe(), None);
+        assert_eq!(iface.counters().arp_entries_failed, 1);
+        assert_eq!(iface.counters().arp_probes_sent, u64::from(PROBES));
+        // The peer is back: its next ARP is learnt anew.
+        let mut frame = arp_frame(ArpOperation::Reply, PEER_MAC, PEER_IP, OUR_IP);
+        assert_eq!(iface.process(failed + MS, &mut frame), Verdict::Consumed);
+        assert_eq!(iface.counters().arp_entries_learned, 2);
+        assert_eq!(state(&iface, failed + MS), Some(NeighbourState::Reachable));
+    }
+
+    /// Every state × every event: where the entry goes.
+    #[test]
+    fn neighbour_states_and_events() {
+        use NeighbourState::*;
+        #[derive(Debug, Clone, Copy)]
+        enum Event {
+            /// An ARP packet from the peer, same address.
+            Arp,
+            /// An ARP packet from the peer, a new address.
+            ArpMoved,
+            /// TCP input from the peer (`learn_neighbour`), same address.
+            Traffic,
+            /// A flow resolves the address.
+            Use,
+        }
+        // An interface with the peer's entry in `state`, and the instant it is so.
+        let setup = |state: NeighbourState| {
+            let mut iface = iface_knowing_peer();
+            let at = match state {
+                Reachable => T0 + TTL / 2,
+                Stale => T0 + TTL,
+                Delay => {
+                    iface.arp_lookup(PEER_IP, T0 + TTL);
+                    T0 + TTL + MS
+                }
+                Probe => {
+                    iface.arp_lookup(PEER_IP, T0 + TTL);
+                    let at = T0 + TTL + ARP_DELAY_FIRST_PROBE;
+                    assert_eq!(probes(&mut iface, at).len(), 1);
+                    at
+                }
+            };
+            assert_eq!(iface.neighbour_state(PEER_IP, at), Some(state));
+            (iface, at)
+        };
+        let moved = EthernetAddress([0x02, 0, 0, 0, 0, 0x99]);
+        let table = [
+            (Reachable, [Reachable, Reachable, Reachable, Reachable]),
+            (Stale, [Reachable, Reachable, Reachable, Delay]),
+            (Delay, [Reachable, Reachable, Reachable, Delay]),
+            (Probe, [Reachable, Reachable, Reachable, Probe]),
+        ];
+        let events = [Event::Arp, Event::ArpMoved, Event::Traffic, Event::Use];
+        for (from, to) in table {
+            for (event, expected) in events.into_iter().zip(to) {
+                let (mut iface, at) = setup(from);
+                let mac = match event {
+                    Event::Arp | Event::ArpMoved => {
+                        let mac = if matches!(event, Event::ArpMoved) {
+                            moved
+                        } else {
+                            PEER_MAC
+                        };
+                        let mut frame = arp_frame(ArpOperation::Reply, mac, PEER_IP, OUR_IP);
+                        assert_eq!(iface.process(at, &mut frame), Verdict::Consumed);
+                        mac
+                    }
+                    Event::Traffic => {
+                        iface.learn_neighbour(PEER_IP, PEER_MAC, at);
+                        PEER_MAC
+                    }
+                    Event::Use => PEER_MAC,
+                };
+                assert_eq!(
+                    iface.arp_lookup(PEER_IP, at),
+                    Some(mac),
+                    "{from:?} {event:?}"
+                );
+                assert_eq!(state(&iface, at), Some(expected), "{from:?} {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn emitted_arp_probes() {
+        let iface = iface();
+        let mut buf = [0u8; 64];
+        for probe in [UNICAST_PROBE, BROADCAST_PROBE] {
+            assert_eq!(iface.emit_arp_probe(probe, &mut buf), Ok(ARP_FRAME_LEN));
+            let eth =
+                EthernetRepr::parse(&EthernetFrame::new_checked(&buf[..42]).unwrap()).unwrap();
+            assert_eq!((eth.src_addr, eth.dst_addr), (OUR_MAC, probe.dst));
+            assert_eq!(eth.ethertype, EthernetProtocol::Arp);
+            let arp = ArpRepr::parse(&ArpPacket::new_checked(&buf[14..42]).unwrap()).unwrap();
+            assert_eq!(
+                arp,
+                ArpRepr {
+                    operation: ArpOperation::Request,
+                    source_hardware_addr: OUR_MAC,
+                    source_protocol_addr: OUR_IP,
+                    target_hardware_addr: EthernetAddress::UNSPECIFIED,
+                    target_protocol_addr: PEER_IP,
+                }
+            );
+        }
+        assert_eq!(
+            iface.emit_arp_probe(UNICAST_PROBE, &mut buf[..41]),
+            Err(Error::Truncated)
+        );
     }
 
     #[test]
@@ -950,11 +1477,63 @@ mod tests {
         frame[6] = 0x03;
         assert_dropped(iface(), frame, DropReason::EthBadSource);
         let mut frame = ping_frame(b"x");
-        frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+        frame[12..14].copy_from_slice(&[0x88, 0xb5]);
         assert_dropped(iface(), frame, DropReason::UnknownEthertype);
+        let mut frame = ping_frame(b"x");
+        frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_dropped(iface(), frame, DropReason::Ipv6);
         let mut frame = ping_frame(b"x");
         frame[12..14].copy_from_slice(&[0x81, 0x00]);
         assert_dropped(iface(), frame, DropReason::VlanTagged);
+    }
+
+    /// The counter `name` of `iface`, as scripts read it.
+    fn counter(iface: &Interface, name: &str) -> Option<u64> {
+        iface
+            .counters()
+            .iter()
+            .find(|&(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    #[test]
+    fn ipv6_frames_have_their_own_drop_reason() {
+        let mut iface = iface();
+        let ipv6 = |dst: [u8; 6]| {
+            let mut frame = ping_frame(b"x");
+            frame[..6].copy_from_slice(&dst);
+            frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+            frame
+        };
+        // To us, to the IPv6 all-nodes group (RFC 2464 §7: 33:33 and the group's low 32
+        // bits), and to broadcast: IPv6 all three, whatever the destination.
+        for dst in [OUR_MAC.0, [0x33, 0x33, 0, 0, 0, 0x01], [0xff; 6]] {
+            let mut frame = ipv6(dst);
+            let before = frame.clone();
+            let verdict = iface.process(T0, &mut frame);
+            let Verdict::Drop(reason) = verdict else {
+                panic!("IPv6 to {dst:02x?}: {verdict:?}");
+            };
+            assert_eq!(reason.counter_name(), "drop_ipv6", "to {dst:02x?}");
+            assert_eq!(frame, before);
+        }
+        // Unicast IPv6 to another host is not for us, like any other unicast.
+        let mut frame = ipv6([0x02, 0, 0, 0, 0, 0x77]);
+        iface.process(T0, &mut frame);
+        assert_eq!(counter(&iface, "drop_ipv6"), Some(3));
+        assert_eq!(counter(&iface, "drop_not_for_us_mac"), Some(1));
+        assert_eq!(counter(&iface, "drop_unknown_ethertype"), Some(0));
+        assert_eq!(counter(&iface, "drop_eth_multicast"), Some(0));
+        // An unknown EtherType and a non-IPv6 multicast keep their reasons.
+        let mut frame = ping_frame(b"x");
+        frame[12..14].copy_from_slice(&[0x88, 0xb5]);
+        iface.process(T0, &mut frame);
+        let mut frame = ping_frame(b"x");
+        frame[..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 0x01]);
+        iface.process(T0, &mut frame);
+        assert_eq!(counter(&iface, "drop_unknown_ethertype"), Some(1));
+        assert_eq!(counter(&iface, "drop_eth_multicast"), Some(1));
+        assert_eq!(iface.counters().total_dropped(), 6);
     }
 
     #[test]

@@ -50,12 +50,17 @@ drop_reasons! {
     EthBadSource => "eth_bad_source",
     /// Unicast to another MAC address.
     NotForUsMac => "not_for_us_mac",
-    /// To a multicast MAC address other than broadcast: we join no multicast group.
+    /// To a multicast MAC address other than broadcast, IPv6 aside: we join no multicast
+    /// group.
     EthMulticast => "eth_multicast",
     /// 802.1Q or 802.1ad tagged: this engine runs untagged ports.
     VlanTagged => "vlan_tagged",
-    /// An EtherType other than IPv4, ARP or a VLAN tag (IPv6 among them).
+    /// An EtherType other than IPv4, ARP, IPv6 or a VLAN tag.
     UnknownEthertype => "unknown_ethertype",
+    /// IPv6 (EtherType 0x86DD) to us, to broadcast or to an IPv6 multicast group: this
+    /// engine is an IPv4 host. Apart from unknown EtherTypes so that a kernel's IPv6
+    /// neighbour discovery and MLD on the same link are told from real junk.
+    Ipv6 => "ipv6",
     /// ARP packet shorter than its lengths say, or with a group source hardware address.
     ArpMalformed => "arp_malformed",
     /// ARP for a hardware or protocol type other than Ethernet/IPv4, or an unknown opcode.
@@ -131,10 +136,16 @@ pub struct Counters {
     pub arp_replies_sent: u64,
     /// New entries added to the ARP cache.
     pub arp_entries_learned: u64,
-    /// Existing ARP cache entries refreshed (address confirmed or changed).
+    /// Existing ARP cache entries refreshed: by any ARP packet from the host, or by its
+    /// traffic when that changed the address or confirmed a stale entry again.
     pub arp_entries_refreshed: u64,
     /// ARP cache entries removed to make room for a new one.
     pub arp_entries_evicted: u64,
+    /// ARP requests handed to the driver to check a stale entry in use (unicast to the
+    /// known address first, then broadcast).
+    pub arp_probes_sent: u64,
+    /// ARP cache entries removed because their probes went unanswered.
+    pub arp_entries_failed: u64,
     /// ICMP echo replies built and handed to the port.
     pub icmp_echo_replies_sent: u64,
     /// Dropped frames, indexed by [`DropReason::index`].
@@ -152,6 +163,8 @@ impl Default for Counters {
             arp_entries_learned: 0,
             arp_entries_refreshed: 0,
             arp_entries_evicted: 0,
+            arp_probes_sent: 0,
+            arp_entries_failed: 0,
             icmp_echo_replies_sent: 0,
             drops: [0; DropReason::COUNT],
         }
@@ -195,6 +208,8 @@ impl Counters {
             arp_entries_learned,
             arp_entries_refreshed,
             arp_entries_evicted,
+            arp_probes_sent,
+            arp_entries_failed,
             icmp_echo_replies_sent,
             drops,
         } = other;
@@ -208,6 +223,8 @@ impl Counters {
             .arp_entries_refreshed
             .wrapping_add(*arp_entries_refreshed);
         self.arp_entries_evicted = self.arp_entries_evicted.wrapping_add(*arp_entries_evicted);
+        self.arp_probes_sent = self.arp_probes_sent.wrapping_add(*arp_probes_sent);
+        self.arp_entries_failed = self.arp_entries_failed.wrapping_add(*arp_entries_failed);
         self.icmp_echo_replies_sent = self
             .icmp_echo_replies_sent
             .wrapping_add(*icmp_echo_replies_sent);
@@ -229,6 +246,8 @@ impl Counters {
             arp_entries_learned,
             arp_entries_refreshed,
             arp_entries_evicted,
+            arp_probes_sent,
+            arp_entries_failed,
             icmp_echo_replies_sent,
             drops,
         } = self;
@@ -241,6 +260,8 @@ impl Counters {
             ("arp_entries_learned", *arp_entries_learned),
             ("arp_entries_refreshed", *arp_entries_refreshed),
             ("arp_entries_evicted", *arp_entries_evicted),
+            ("arp_probes_sent", *arp_probes_sent),
+            ("arp_entries_failed", *arp_entries_failed),
             ("icmp_echo_replies_sent", *icmp_echo_replies_sent),
         ];
         scalars.into_iter().chain(
@@ -415,6 +436,9 @@ mod tests {
         assert_eq!(c.total_dropped(), 8);
     }
 
+    /// Scalar counters before the drop counters.
+    const SCALARS: usize = 11;
+
     fn distinct() -> Counters {
         let mut c = Counters {
             rx_packets: 1,
@@ -425,7 +449,9 @@ mod tests {
             arp_entries_learned: 6,
             arp_entries_refreshed: 7,
             arp_entries_evicted: 8,
-            icmp_echo_replies_sent: 9,
+            arp_probes_sent: 9,
+            arp_entries_failed: 10,
+            icmp_echo_replies_sent: 11,
             drops: [0; DropReason::COUNT],
         };
         for (i, d) in c.drops.iter_mut().enumerate() {
@@ -438,15 +464,16 @@ mod tests {
     fn iter_lists_every_counter_once() {
         let c = distinct();
         let items: Vec<_> = c.iter().collect();
-        assert_eq!(items.len(), 9 + DropReason::COUNT);
+        assert_eq!(items.len(), SCALARS + DropReason::COUNT);
         let names: HashSet<_> = items.iter().map(|(n, _)| *n).collect();
         assert_eq!(names.len(), items.len());
         // Every value is distinct in `distinct()`, so each must appear exactly once.
         let values: HashSet<_> = items.iter().map(|(_, v)| *v).collect();
         assert_eq!(values.len(), items.len());
         assert_eq!(items[0], ("rx_packets", 1));
-        assert_eq!(items[8], ("icmp_echo_replies_sent", 9));
-        assert_eq!(items[9], ("drop_eth_truncated", 100));
+        assert_eq!(items[8], ("arp_probes_sent", 9));
+        assert_eq!(items[SCALARS - 1], ("icmp_echo_replies_sent", 11));
+        assert_eq!(items[SCALARS], ("drop_eth_truncated", 100));
         let last = DropReason::ALL[DropReason::COUNT - 1];
         assert_eq!(
             items.last().copied(),
@@ -477,8 +504,8 @@ mod tests {
         assert!(json.ends_with(",\"drops_total\":1}"), "{json}");
         assert!(json.contains("\"drop_vlan_tagged\":1,"), "{json}");
         // One "name":value pair per counter plus the total, separated by commas.
-        assert_eq!(json.matches(':').count(), 9 + DropReason::COUNT + 1);
-        assert_eq!(json.matches(',').count(), 9 + DropReason::COUNT);
+        assert_eq!(json.matches(':').count(), SCALARS + DropReason::COUNT + 1);
+        assert_eq!(json.matches(',').count(), SCALARS + DropReason::COUNT);
         assert!(!json.contains(",}"));
     }
 

@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use engine::iface::{IfaceConfig, Interface};
+use engine::iface::{IfaceConfig, Interface, ARP_DELAY_FIRST_PROBE, ARP_PROBE_INTERVAL};
 use engine::poll::{
-    Engine, IdleStrategy, BURST_SIZE, INTERRUPT_WAIT, RX_BURSTS_PER_POLL, TX_ATTEMPTS,
+    Engine, IdleStrategy, ARP_RETRY, BURST_SIZE, INTERRUPT_WAIT, RX_BURSTS_PER_POLL, TX_ATTEMPTS,
 };
 use engine::port::{Frame, IdleSupport, Port, VecFrame};
 use engine::stats::DropReason;
@@ -305,6 +305,54 @@ fn gratuitous_arp_and_requests_use_the_pool() {
     engine.port_mut().tx_room = 0;
     assert!(!engine.send_arp_request(PEER_IP));
     assert_eq!(engine.counters().dropped(DropReason::TxRingFull), 1);
+}
+
+/// The ARP requests among `frames`: (Ethernet destination, target protocol address).
+fn arp_requests(frames: &[VecFrame]) -> Vec<(EthernetAddress, Ipv4Addr)> {
+    frames
+        .iter()
+        .filter_map(|f| {
+            let eth = EthernetRepr::parse(&EthernetFrame::new_checked(f.data()).ok()?).ok()?;
+            let arp = ArpRepr::parse(&ArpPacket::new_checked(&f.data()[14..]).ok()?).ok()?;
+            (eth.ethertype == EthernetProtocol::Arp && arp.operation == ArpOperation::Request)
+                .then_some((eth.dst_addr, arp.target_protocol_addr))
+        })
+        .collect()
+}
+
+#[test]
+fn the_loop_probes_a_stale_entry_in_use_until_it_is_confirmed() {
+    let mut port = MemPort::new();
+    port.rx.push_back(arp_request());
+    let mut engine = engine(port);
+    engine.poll_once(Instant::ZERO);
+    assert_eq!(engine.port().sent.len(), 1, "the ARP reply");
+    engine.port_mut().sent.clear();
+    // Past the reachable time a flow resolves the peer: it gets the address at once.
+    let used = Instant::ZERO + IfaceConfig::DEFAULT_ARP_ENTRY_TTL;
+    assert_eq!(engine.iface().arp_lookup(PEER_IP, used), Some(PEER_MAC));
+    engine.poll_once(used);
+    assert!(engine.port().sent.is_empty(), "no probe before the delay");
+    // After the delay, the loop sends the probe the interface asks for: unicast, to the
+    // address it knows.
+    let probed = used + ARP_DELAY_FIRST_PROBE;
+    engine.poll_once(probed);
+    assert_eq!(arp_requests(&engine.port().sent), [(PEER_MAC, PEER_IP)]);
+    assert_eq!(engine.counters().arp_probes_sent, 1);
+    // Not again within the interval, however often the loop polls.
+    let mut t = probed;
+    while t < probed + ARP_PROBE_INTERVAL - ARP_RETRY {
+        t += ARP_RETRY;
+        engine.poll_once(t);
+    }
+    assert_eq!(engine.port().sent.len(), 1);
+    // The peer's ARP (a request to us here) confirms it: no probe after that.
+    engine.port_mut().rx.push_back(arp_request());
+    engine.poll_once(t + Duration::from_millis(1));
+    engine.poll_once(probed + ARP_PROBE_INTERVAL * 3);
+    assert_eq!(arp_requests(&engine.port().sent), [(PEER_MAC, PEER_IP)]);
+    assert_eq!(engine.counters().arp_probes_sent, 1);
+    assert_eq!(engine.counters().arp_entries_failed, 0);
 }
 
 /// A clock that sets `stop` on its `limit`-th reading, so that `run` ends after a known

@@ -3,10 +3,13 @@ mod sim_support;
 
 use std::net::Ipv4Addr;
 
-use engine::iface::{IfaceConfig, Interface};
+use engine::iface::{
+    IfaceConfig, Interface, NeighbourState, ARP_BROADCAST_PROBES, ARP_DELAY_FIRST_PROBE,
+    ARP_PROBE_INTERVAL, ARP_UNICAST_PROBES,
+};
 use engine::poll::Engine;
 use engine::port::{Frame, Port, VecFrame};
-use engine::sim::{Faults, Host, Network, PortDriver, PortHost, SimPort};
+use engine::sim::{Faults, Host, HostId, Network, PortDriver, PortHost, SimPort};
 use engine::time::{Duration, Instant};
 use engine::wire::ipv4::Ipv4Cidr;
 use engine::wire::EthernetAddress;
@@ -176,6 +179,70 @@ fn the_real_poll_loop_resolves_arp_over_a_delayed_wire() {
         Some(EthernetAddress(mac(2)))
     );
     assert_eq!(net.host(b).unwrap().driver().counters().arp_replies_sent, 1);
+}
+
+/// A flow on `a` resolves `ip` at the network's current instant (what the stack does when
+/// it sends), and the loop polls once then, as it would after sending.
+fn use_neighbour(net: &mut Network<PortHost<Engine<SimPort>>>, a: HostId, ip: Ipv4Addr) {
+    let now = net.now();
+    let host = net.host_mut(a).unwrap();
+    assert!(host.driver().iface().arp_lookup(ip, now).is_some());
+    host.handle_timeout(now);
+}
+
+#[test]
+fn the_real_poll_loop_probes_stale_neighbours_on_its_own() {
+    let mut net: Network<PortHost<Engine<SimPort>>> = Network::new(7);
+    net.set_faults(Faults::none().with_delay(Duration::from_millis(3), Duration::ZERO))
+        .unwrap();
+    let a = net.add_host(engine_host(1)).unwrap();
+    let b = net.add_host(engine_host(2)).unwrap();
+    let b_ip = Ipv4Addr::new(192, 168, 7, 2);
+    assert!(net.host_mut(a).unwrap().driver_mut().send_arp_request(b_ip));
+    net.run_for(Duration::from_millis(10)).unwrap();
+    fn engine_a(net: &Network<PortHost<Engine<SimPort>>>) -> &Engine<SimPort> {
+        net.hosts().next().unwrap().1.driver()
+    }
+    assert_eq!(
+        engine_a(&net).iface().neighbour_state(b_ip, net.now()),
+        Some(NeighbourState::Reachable)
+    );
+
+    // Past the reachable time, a flow uses B's entry. Nothing else happens on the wire, yet
+    // the loop wakes up to probe it after the delay; B answers, and that confirms it.
+    net.run_for(IfaceConfig::DEFAULT_ARP_ENTRY_TTL).unwrap();
+    use_neighbour(&mut net, a, b_ip);
+    net.run_for(ARP_DELAY_FIRST_PROBE + Duration::from_millis(10))
+        .unwrap();
+    assert_eq!(engine_a(&net).counters().arp_probes_sent, 1);
+    assert_eq!(net.host(b).unwrap().driver().counters().arp_replies_sent, 2);
+    assert_eq!(
+        engine_a(&net).iface().neighbour_state(b_ip, net.now()),
+        Some(NeighbourState::Reachable)
+    );
+
+    // B is gone (every frame lost). Used stale again, the entry is probed, unicast then
+    // broadcast, on schedule, and dropped when the last probe goes unanswered.
+    net.set_faults(Faults::none().with_loss(1.0)).unwrap();
+    net.run_for(IfaceConfig::DEFAULT_ARP_ENTRY_TTL).unwrap();
+    use_neighbour(&mut net, a, b_ip);
+    let probes = ARP_UNICAST_PROBES + ARP_BROADCAST_PROBES;
+    let all_probes = ARP_DELAY_FIRST_PROBE + ARP_PROBE_INTERVAL * u32::from(probes);
+    net.run_for(all_probes - Duration::from_millis(300))
+        .unwrap();
+    assert_eq!(
+        engine_a(&net).counters().arp_probes_sent,
+        1 + u64::from(probes)
+    );
+    assert_eq!(
+        engine_a(&net).iface().arp_lookup(b_ip, net.now()),
+        Some(EthernetAddress(mac(2))),
+        "still used while the last probe may be answered"
+    );
+    net.run_for(Duration::from_millis(300)).unwrap();
+    assert_eq!(engine_a(&net).iface().arp_lookup(b_ip, net.now()), None);
+    assert_eq!(engine_a(&net).counters().arp_entries_failed, 1);
+    assert!(engine_a(&net).iface().arp_cache().is_empty());
 }
 
 /// Two host types on one network without boxing both.

@@ -6,7 +6,9 @@
 //! flows another core owns are handed back for steering), fire due timers, deliver the
 //! connections' events to the application, collect every segment to send, send it all
 //! as one burst, retry what the port did not take a bounded number of times, and drop
-//! (free) and count the rest. Between polls with no work the loop idles according to an
+//! (free) and count the rest. Every [`ARP_RETRY`] it sends ARP requests for the next hops
+//! connections wait on, and the probes the interface asks for to check stale entries still
+//! in use. Between polls with no work the loop idles according to an
 //! [`IdleStrategy`], never past the stack's next timer. The loop allocates nothing per
 //! packet (the burst vectors are reused) and never prints: what a caller should report
 //! is exposed as state ([`Engine::interrupt_fell_back`]).
@@ -16,7 +18,7 @@ use core::str::FromStr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::control::ControlInbox;
-use crate::iface::{Interface, ARP_FRAME_LEN};
+use crate::iface::{ArpProbe, Interface, ARP_FRAME_LEN};
 use crate::migrate::Owner;
 use crate::port::{Frame, IdleSupport, Port};
 use crate::stack::{App, NoApp, Received, Stack, StackConfig, StackKeys};
@@ -34,8 +36,13 @@ pub const RX_BURSTS_PER_POLL: usize = 4;
 /// How often the loop asks the port whether buffers run low.
 const PRESSURE_CHECK: Duration = Duration::from_millis(1);
 
-/// How often the loop looks for connections waiting on an ARP resolution.
-const ARP_RETRY: Duration = Duration::from_millis(200);
+/// How often the loop looks for connections waiting on an ARP resolution, and for ARP
+/// probes due ([`Interface::arp_probes`]).
+pub const ARP_RETRY: Duration = Duration::from_millis(200);
+
+/// Probes one ARP check sends without growing its vector (more are rare, and only grow it
+/// once).
+const ARP_PROBES_PER_CHECK: usize = 16;
 
 /// Most frames received or sent per burst.
 pub const BURST_SIZE: usize = 32;
@@ -119,6 +126,8 @@ pub struct Engine<P: Port, A: App = NoApp, S: Steer<P::Frame> = NoSteer> {
     inbox: Vec<CoreMessage<P::Frame>>,
     interrupt_fell_back: bool,
     next_arp_check: Instant,
+    /// ARP probes due at the current check; empty between checks.
+    arp_probes: Vec<ArpProbe>,
     next_pressure_check: Instant,
     /// Frames handed to other cores, and frames they handed here.
     pub steered_out: u64,
@@ -161,6 +170,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             inbox: Vec::with_capacity(BURST_SIZE),
             interrupt_fell_back: false,
             next_arp_check: Instant::ZERO,
+            arp_probes: Vec::with_capacity(ARP_PROBES_PER_CHECK),
             next_pressure_check: Instant::ZERO,
             steered_out: 0,
             steered_in: 0,
@@ -265,8 +275,24 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             for ip in self.stack.unresolved(now) {
                 self.send_arp_request(ip);
             }
+            self.send_arp_probes(now);
         }
         received
+    }
+
+    /// Sends the probes the interface wants for stale entries in use (and lets it drop
+    /// the entries whose probes went unanswered).
+    fn send_arp_probes(&mut self, now: Instant) {
+        let mut probes = core::mem::take(&mut self.arp_probes);
+        self.stack.iface_mut().arp_probes(now, &mut probes);
+        for probe in probes.drain(..) {
+            self.send_built(ARP_FRAME_LEN, |iface, buf| {
+                // The frame has ARP_FRAME_LEN bytes: this cannot fail.
+                let _ = iface.emit_arp_probe(probe, buf);
+            });
+        }
+        // Back with its capacity, for the next check.
+        self.arp_probes = probes;
     }
 
     /// Ends every connection with a RST and closes the listeners, tells the application,

@@ -151,14 +151,15 @@ pub trait PortDriver {
 }
 
 /// How long after a poll that left connections waiting for a MAC address the simulated
-/// loop runs again: the poll loop's ARP retry period (`poll::ARP_RETRY`, 200 ms), so that
-/// each wake-up sends the next request.
-const ARP_RETRY_WAKE: crate::time::Duration = crate::time::Duration::from_millis(200);
+/// loop runs again: the poll loop's ARP retry period (200 ms), so that each wake-up sends
+/// the next request.
+const ARP_RETRY_WAKE: crate::time::Duration = crate::poll::ARP_RETRY;
 
 /// The engine's poll loop on the simulated wire, with any application and steering. It
 /// runs when frames arrive, when the stack's earliest timer (TCP retransmission, delayed
 /// ACK, TIME-WAIT expiry, listener timeouts) comes, so the virtual clock jumps straight to
-/// TCP's deadlines, and every ARP retry period while a connection waits for a MAC address.
+/// TCP's deadlines, every ARP retry period while a connection waits for a MAC address, and
+/// when the interface next wants to probe a stale neighbour entry.
 impl<A: App, S: Steer<VecFrame>> PortDriver for crate::poll::Engine<SimPort, A, S> {
     fn port(&self) -> &SimPort {
         crate::poll::Engine::port(self)
@@ -176,10 +177,13 @@ impl<A: App, S: Steer<VecFrame>> PortDriver for crate::poll::Engine<SimPort, A, 
         } else {
             Some(now + ARP_RETRY_WAKE)
         };
-        match (timers, arp) {
-            (Some(t), Some(a)) => Some(t.min(a)),
-            (t, a) => t.or(a),
-        }
+        // A probe already due was not sent in this poll because the loop checks ARP once
+        // per retry period: come back when it next does.
+        let probe =
+            self.iface()
+                .next_arp_probe()
+                .map(|at| if at > now { at } else { now + ARP_RETRY_WAKE });
+        [timers, arp, probe].into_iter().flatten().min()
     }
 }
 

@@ -105,6 +105,8 @@ pub enum EthernetProtocol {
 impl EthernetProtocol {
     pub const IPV4: u16 = 0x0800;
     pub const ARP: u16 = 0x0806;
+    /// IPv6 (RFC 2464), which this engine does not speak: read as `Unknown(0x86dd)`.
+    pub const IPV6: u16 = 0x86dd;
     /// 802.1Q customer VLAN tag.
     pub const VLAN: u16 = 0x8100;
     /// 802.1ad service VLAN tag (QinQ).
@@ -113,6 +115,11 @@ impl EthernetProtocol {
     /// An 802.1Q or 802.1ad tag: the frame is VLAN-tagged.
     pub fn is_vlan_tag(self) -> bool {
         matches!(u16::from(self), Self::VLAN | Self::QINQ)
+    }
+
+    /// IPv6.
+    pub fn is_ipv6(self) -> bool {
+        u16::from(self) == Self::IPV6
     }
 }
 
@@ -341,6 +348,8 @@ mod tests {
         );
         let vlan = EthernetProtocol::from(0x8100);
         assert_eq!(vlan, EthernetProtocol::Unknown(0x8100));
+        assert!(EthernetProtocol::from(0x86dd).is_ipv6());
+        assert!(!vlan.is_ipv6() && !EthernetProtocol::Ipv4.is_ipv6());
         assert!(vlan.is_vlan_tag());
         assert!(EthernetProtocol::from(0x88a8).is_vlan_tag());
         assert!(!EthernetProtocol::Ipv4.is_vlan_tag());
