@@ -344,9 +344,11 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                     });
                     return;
                 }
+                // The destination itself moves nothing (a connection that reached it
+                // while the request was on its way stays).
                 let ids: Vec<ConnId> = match which {
+                    _ if to == core => Vec::new(),
                     Which::One(flow) => self.stack.find_flow(flow).into_iter().collect(),
-                    Which::All if to == core => Vec::new(),
                     Which::All => self.stack.connection_ids(),
                 };
                 let index = self.migration.requests.len();

@@ -64,6 +64,11 @@ pub const SLEEP_MAX: Duration = Duration::from_millis(1);
 /// Longest block in [`Port::wait_rx`]; it bounds how late the loop sees `stop`.
 pub const INTERRUPT_WAIT: Duration = Duration::from_millis(100);
 
+/// Longest block in [`Port::wait_rx`] for a core with sibling cores: what they hand over
+/// (frames of its flows, connections moving to it) does not raise its interrupt, so it
+/// looks at least this often.
+pub const INTERRUPT_WAIT_WITH_SIBLINGS: Duration = Duration::from_millis(1);
+
 /// What the loop does when there is no work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum IdleStrategy {
@@ -508,7 +513,12 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                     sleep = (sleep * 2).min(SLEEP_MAX);
                 }
                 IdleStrategy::Interrupt => {
-                    let wait = INTERRUPT_WAIT.min(until_timer);
+                    let longest = if self.stack.core_count().is_some_and(|n| n > 1) {
+                        INTERRUPT_WAIT_WITH_SIBLINGS
+                    } else {
+                        INTERRUPT_WAIT
+                    };
+                    let wait = longest.min(until_timer);
                     if wait.is_zero() {
                         continue;
                     }
