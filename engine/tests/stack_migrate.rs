@@ -109,7 +109,7 @@ impl Cores {
 
     /// Delivers a frame to the core that receives it (`rx_core`, as a NIC queue would)
     /// and follows it through hand-overs. Returns the cores it went through.
-    fn to_server(&mut self, frame: &[u8], rx_core: usize) -> Vec<usize> {
+    fn deliver_to_server(&mut self, frame: &[u8], rx_core: usize) -> Vec<usize> {
         let mut path = vec![rx_core];
         let mut core = rx_core;
         for _ in 0..4 {
@@ -130,7 +130,7 @@ impl Cores {
         for _ in 0..10_000 {
             let to_server = flush(&mut self.client, &mut self.client_app, self.now);
             for f in &to_server {
-                self.to_server(f, rx_core);
+                self.deliver_to_server(f, rx_core);
             }
             let mut to_client = Vec::new();
             for i in 0..2 {
@@ -200,7 +200,7 @@ fn a_connection_moves_and_back_with_its_bytes_and_state() {
             .unwrap();
         let frames = flush(&mut c.client, &mut c.client_app, c.now);
         for f in &frames[..frames.len() / 2] {
-            c.to_server(f, home);
+            c.deliver_to_server(f, home);
         }
         let (from, to) = if round % 2 == 0 {
             (home, other)
@@ -215,7 +215,7 @@ fn a_connection_moves_and_back_with_its_bytes_and_state() {
         );
         // The rest arrive at the old owner's queue: handed on.
         for f in &frames[frames.len() / 2..] {
-            let path = c.to_server(f, from);
+            let path = c.deliver_to_server(f, from);
             assert_eq!(path.last(), Some(&to), "{path:?}");
         }
         c.now += Duration::from_millis(1);
@@ -258,7 +258,7 @@ fn segments_follow_the_connection_from_any_core() {
     let frames = flush(&mut c.client, &mut c.client_app, c.now);
     for rx in [home, other] {
         for f in &frames {
-            assert_eq!(c.to_server(f, rx).last(), Some(&other));
+            assert_eq!(c.deliver_to_server(f, rx).last(), Some(&other));
         }
     }
     // Moved on from a core that is not the home: the home follows the owner update.
