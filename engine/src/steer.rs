@@ -187,6 +187,10 @@ pub trait Steer<F> {
     fn send(&mut self, to: Owner, msg: CoreMessage<F>) -> Result<(), CoreMessage<F>>;
     /// Appends the messages others sent here, in their order per sender.
     fn receive(&mut self, out: &mut Vec<CoreMessage<F>>, max: usize) -> usize;
+    /// Whether messages this end sent wait in queues for their receivers (a snapshot).
+    fn has_queued(&self) -> bool {
+        false
+    }
 }
 
 /// No other cores: nothing is ever forwarded.
@@ -452,6 +456,10 @@ impl<F: Send> Steer<F> for MeshSteer<F> {
 
     fn receive(&mut self, out: &mut Vec<CoreMessage<F>>, max: usize) -> usize {
         self.endpoint.recv_burst(out, max)
+    }
+
+    fn has_queued(&self) -> bool {
+        (0..self.endpoint.cores()).any(|to| self.endpoint.queued_to(to) > 0)
     }
 }
 

@@ -135,6 +135,7 @@ fn configs() -> Vec<(&'static str, TcpConfig)> {
 
 #[test]
 fn moved_connections_send_exactly_what_unmoved_ones_send() {
+    let mut seen = std::collections::HashSet::new();
     for (name, config) in configs() {
         for (loss, seed) in [(0.0, 1), (0.05, 2), (0.2, 3)] {
             let still = run(&config, loss, seed, |_| (false, false));
@@ -150,11 +151,21 @@ fn moved_connections_send_exactly_what_unmoved_ones_send() {
                 still == some,
                 "{name}, loss {loss}: random moves changed the run"
             );
-            // Every state of a closing connection was held at a move.
-            let states: std::collections::HashSet<State> =
-                still.states.iter().flat_map(|&(a, b)| [a, b]).collect();
-            assert!(states.contains(&State::Established), "{name}: {states:?}");
+            seen.extend(still.states.iter().flat_map(|&(a, b)| [a, b]));
         }
+    }
+    // Every synchronized state was held at a move by one run or another (the ends close
+    // one after the other, or at once: CLOSING).
+    for st in [
+        State::Established,
+        State::FinWait1,
+        State::FinWait2,
+        State::CloseWait,
+        State::Closing,
+        State::LastAck,
+        State::TimeWait,
+    ] {
+        assert!(seen.contains(&st), "never in {st}: {seen:?}");
     }
 }
 

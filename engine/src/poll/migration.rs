@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 use super::Engine;
 use crate::control::{Command, CommandError, ConnectionInfo, MoveResult, Reply, Request, Which};
-use crate::migrate::{FlowId, Owner, Ticket, Transfer};
+use crate::migrate::{FlowId, Migration, Owner, Ticket, Transfer};
 use crate::port::Port;
 use crate::stack::{App, ConnId, MigrateError};
 use crate::stats::LatencyHistogram;
@@ -84,6 +84,12 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         &self.migration.latency
     }
 
+    /// Whether other cores have work from this one: messages in their queues, or control
+    /// messages this core still has to send.
+    pub fn has_work_for_siblings(&self) -> bool {
+        self.steer.has_queued() || !self.migration.outbox.is_empty()
+    }
+
     /// Moves that started here and have not ended.
     pub fn migrations_in_flight(&self) -> usize {
         self.migration.in_flight.len()
@@ -104,6 +110,28 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             Some(Owner::Core(c)) => Some(c),
             _ => None,
         }
+    }
+
+    /// Freezes connection `id` for a move to `to` and hands back its [`Migration`], for
+    /// the caller to carry (encoded, to another engine): [`crate::stack::Stack::migrate_out`]
+    /// with this engine's application.
+    pub fn export_connection(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        to: Owner,
+    ) -> Result<Migration, MigrateError> {
+        self.stack.migrate_out(now, id, to, &mut self.app)
+    }
+
+    /// Adopts the connection of `m` here: [`crate::stack::Stack::migrate_in`] with this
+    /// engine's application. A refused migration comes back with the reason.
+    pub fn import_connection(
+        &mut self,
+        now: Instant,
+        m: Migration,
+    ) -> Result<ConnId, (Box<Migration>, MigrateError)> {
+        self.stack.migrate_in(now, m, &mut self.app)
     }
 
     /// Moves connection `id` to core `to` of this engine. Returns the move's ticket; the

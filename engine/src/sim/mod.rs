@@ -40,6 +40,7 @@
 //! assert_eq!(stats.transmitted, 0);
 //! assert_eq!(net.now(), Instant::from_millis(10_000));
 //! ```
+pub mod cores;
 pub mod endpoint;
 mod faults;
 mod link;
