@@ -153,6 +153,8 @@ pub struct TcpCounters {
     pub fast_recoveries: u64,
     pub rto_expiries: u64,
     pub sack_retransmits: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub loss_probes: u64,
 }
 
 impl TcpCounters {
@@ -173,6 +175,7 @@ impl TcpCounters {
             fast_recoveries,
             rto_expiries,
             sack_retransmits,
+            loss_probes,
         } = *self;
         [
             ("tcp_segments_in", segments_in),
@@ -190,6 +193,7 @@ impl TcpCounters {
             ("tcp_fast_recoveries", fast_recoveries),
             ("tcp_rto_expiries", rto_expiries),
             ("tcp_sack_retransmits", sack_retransmits),
+            ("tcp_loss_probes", loss_probes),
         ]
         .into_iter()
     }
@@ -200,6 +204,7 @@ impl TcpCounters {
         self.fast_recoveries += u64::from(s.fast_recoveries);
         self.rto_expiries += u64::from(s.timeouts);
         self.sack_retransmits += u64::from(s.sack_retransmits);
+        self.loss_probes += u64::from(s.loss_probes);
     }
 }
 
@@ -789,10 +794,12 @@ impl Stack {
         }
     }
 
-    /// Fires due timers.
+    /// Fires due timers. The connections they made send come first in the next
+    /// [`Stack::transmit`].
     pub fn handle_timers(&mut self, now: Instant) {
         let mut expired = core::mem::take(&mut self.expired);
         self.timers.expire(now, &mut expired);
+        let before_timers = self.touched.len();
         for id in expired.drain(..) {
             if let Some(e) = self.entry_mut(id) {
                 e.timer = None;
@@ -802,6 +809,15 @@ impl Stack {
             }
         }
         self.expired = expired;
+        // What timers make connections send (tail loss probes, retransmissions after a
+        // timeout, delayed ACKs, window probes) goes out before the new data that this
+        // poll's ACKs released: it is a segment or two that its connection waited a
+        // whole timeout for, and the end of a large burst is what a full queue drops (a
+        // probe sent last would have its answer dropped with it, and only the RTO left).
+        let by_timers = self.touched.len() - before_timers;
+        if by_timers > 0 && before_timers > 0 {
+            self.touched.rotate_right(by_timers);
+        }
         // RFC 9293 §3.10.8: TIME-WAIT records end after 2 MSL.
         self.table.expire_time_wait(now, |_, _| {});
         // The listeners' deadline is cached while they are unchanged (scanning their
