@@ -17,6 +17,8 @@
 #   lab_peer NAME PEER             a client namespace PEER bridged to host NAME's engine
 #   lab_wire_loss NAME PERCENT     nftables on that bridge drops PERCENT% of the frames
 #                                  towards the engine (this kernel has no netem)
+#   lab_tap_queue NAME FRAMES      the kernel-side queue of NAME's tap (checked)
+#   lab_tap_drops NAME             frames towards the engine its tap's queue dropped
 #   lab_cleanup                    stop every engine, delete every namespace
 
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -30,6 +32,15 @@ if [ -z "${MIGRATORY_BIN:-}" ]; then
   fi
 fi
 LAB_ID="$$"
+# Frames the kernel side of a tap holds for the engine: its txqueuelen, the size of the
+# tun driver's ring per queue. A full ring drops the frame (the tap's TX dropped counter;
+# the qdisc sees nothing). net_tap leaves it at 1,000, and 32 parallel 4 MiB downloads
+# from one core then lose 13-22% of their ACKs there: the kernel acknowledges each
+# segment while the engine is still writing its burst, so the ring holds every ACK in
+# flight, up to one per segment (quick ACKs) plus window updates for every bulk
+# connection: 2 x connections x send buffer / MSS, 11,600 for 32 downloads with 256 KiB
+# buffers. Tests that want loss ask for it (lab_wire_loss, --fault, lab_tap_queue).
+LAB_TAP_QUEUE=${LAB_TAP_QUEUE:-65536}
 declare -gA LAB_NS=() LAB_TAP=() LAB_PID=() LAB_KIP=() LAB_EIP=() LAB_LOG=() LAB_PFX=()
 LAB_HOSTS=()
 LAB_ENGINES=0
@@ -121,10 +132,22 @@ lab_engine() {
     return 1
   fi
   ip -n "$ns" addr add "$kip/$pfx" dev "$tap" || { lab_fail "cannot address $tap"; return 1; }
-  # A deep kernel-side queue: a debug-built engine sharing two cores with its clients
-  # reads the tap slower than the kernel writes bursts into it.
-  ip -n "$ns" link set "$tap" txqueuelen 10000
+  lab_tap_queue "$name" "$LAB_TAP_QUEUE" || return 1
   ip -n "$ns" link set "$tap" up || { lab_fail "cannot bring $tap up"; return 1; }
+}
+
+# lab_tap_queue NAME FRAMES: the kernel-side queue of host NAME's tap (towards the
+# engine), checked: a silently refused change would leave net_tap's 1,000 frames.
+lab_tap_queue() {
+  local name=$1 want=$2 ns=${LAB_NS[$1]} tap=${LAB_TAP[$1]} got
+  ip -n "$ns" link set "$tap" txqueuelen "$want" || { lab_fail "cannot set the queue of $tap to $want"; return 1; }
+  got=$(ip -n "$ns" -o link show dev "$tap" | sed -n 's/.* qlen \([0-9]*\).*/\1/p')
+  [ "$got" = "$want" ] || { lab_fail "$tap queue is ${got:-unknown} frames, wanted $want"; return 1; }
+}
+
+# Frames towards host NAME's engine that the kernel side of its tap dropped (queue full).
+lab_tap_drops() {
+  lab_exec "$1" cat "/sys/class/net/${LAB_TAP[$1]}/statistics/tx_dropped"
 }
 
 # A random locally administered unicast MAC address.

@@ -27,6 +27,8 @@ pub struct TcpCounters {
     pub fast_recoveries: u64,
     pub rto_expiries: u64,
     pub sack_retransmits: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub loss_probes: u64,
 }
 
 impl TcpCounters {
@@ -47,6 +49,7 @@ impl TcpCounters {
             fast_recoveries,
             rto_expiries,
             sack_retransmits,
+            loss_probes,
         } = *self;
         [
             ("tcp_segments_in", segments_in),
@@ -64,6 +67,7 @@ impl TcpCounters {
             ("tcp_fast_recoveries", fast_recoveries),
             ("tcp_rto_expiries", rto_expiries),
             ("tcp_sack_retransmits", sack_retransmits),
+            ("tcp_loss_probes", loss_probes),
         ]
         .into_iter()
     }
@@ -74,6 +78,7 @@ impl TcpCounters {
         self.fast_recoveries += u64::from(s.fast_recoveries);
         self.rto_expiries += u64::from(s.timeouts);
         self.sack_retransmits += u64::from(s.sack_retransmits);
+        self.loss_probes += u64::from(s.loss_probes);
     }
 }
 
@@ -161,6 +166,6 @@ mod tests {
         assert_eq!(sorted.len(), names.len(), "duplicate names: {names:?}");
         assert!(names.iter().all(|n| n.starts_with("tcp_")));
         assert_eq!(c.iter().next(), Some(("tcp_segments_in", 1)));
-        assert_eq!(c.iter().last(), Some(("tcp_sack_retransmits", 15)));
+        assert_eq!(c.iter().last(), Some(("tcp_loss_probes", 0)));
     }
 }

@@ -600,10 +600,12 @@ impl Stack {
         }
     }
 
-    /// Fires due timers.
+    /// Fires due timers. The connections they made send come first in the next
+    /// [`Stack::transmit`].
     pub fn handle_timers(&mut self, now: Instant) {
         let mut expired = core::mem::take(&mut self.expired);
         self.timers.expire(now, &mut expired);
+        let before_timers = self.touched.len();
         for id in expired.drain(..) {
             if let Some(e) = self.entry_mut(id) {
                 e.timer = None;
@@ -613,6 +615,15 @@ impl Stack {
             }
         }
         self.expired = expired;
+        // What timers make connections send (tail loss probes, retransmissions after a
+        // timeout, delayed ACKs, window probes) goes out before the new data that this
+        // poll's ACKs released: it is a segment or two that its connection waited a
+        // whole timeout for, and the end of a large burst is what a full queue drops (a
+        // probe sent last would have its answer dropped with it, and only the RTO left).
+        let by_timers = self.touched.len() - before_timers;
+        if by_timers > 0 && before_timers > 0 {
+            self.touched.rotate_right(by_timers);
+        }
         // RFC 9293 §3.10.8: TIME-WAIT records end after 2 MSL.
         let mut released = Vec::new();
         self.table
