@@ -84,15 +84,14 @@ fn setup(state: usize) -> Bench {
             let frames = flush(&mut client, &mut client_app, now);
             for f in frames {
                 // Each frame to its home core (the NIC's queue being the home here).
-                let mut f2 = f.clone();
-                for i in 0..2 {
+                for core in cores.iter_mut() {
+                    let mut f2 = f.clone();
                     if !matches!(
-                        cores[i].receive(now, &mut f2),
+                        core.receive(now, &mut f2),
                         engine::stack::Received::NotOurs(_)
                     ) {
                         break;
                     }
-                    f2 = f.clone();
                 }
             }
             for i in 0..2 {
