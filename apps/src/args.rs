@@ -119,6 +119,11 @@ pub struct ServeArgs {
     /// The directory whose files `--app http` serves (loaded into memory at start).
     #[arg(long, value_name = "DIR", requires = "app")]
     pub root: Option<std::path::PathBuf>,
+    /// `--app echo` only, for measurements: each connection carries this many bytes of
+    /// application state, which moves with it when it migrates (at most 1 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 0, requires = "app",
+          value_parser = clap::value_parser!(u32).range(0..=1_048_000))]
+    pub app_state_bytes: u32,
     /// Cores (lcores) to run, each with its own queue pair; flows are spread over them
     /// and frames reaching the wrong core are handed to their owner.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]

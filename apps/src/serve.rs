@@ -51,7 +51,12 @@ pub fn eal_args(args: &ServeArgs) -> EalArgs {
 }
 
 pub fn serve(args: &ServeArgs) -> i32 {
-    let factory = match AppFactory::new(args.app, args.port, args.root.as_deref()) {
+    if args.app_state_bytes > 0 && args.app != Some(AppName::Echo) {
+        return usage_error("--app-state-bytes is for --app echo");
+    }
+    let factory = match AppFactory::new(args.app, args.port, args.root.as_deref())
+        .map(|f| f.with_state_bytes(args.app_state_bytes as usize))
+    {
         Ok(f) => f,
         Err(e) => return usage_error(e),
     };

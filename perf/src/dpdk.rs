@@ -77,9 +77,11 @@ pub struct OpenPort {
     pub mac: [u8; 6],
     pub driver: String,
     pub name: String,
+    /// Queue pairs configured.
+    pub queues: u16,
 }
 
-/// Configures and starts port `id` with one queue pair. `rte_eth_dev_start` is retried
+/// Configures and starts port `id` with `queues` queue pairs. `rte_eth_dev_start` is retried
 /// until `timeout` (a memif client fails to start until its server listens); with
 /// `wait_link` the link is then awaited for what is left of `timeout`. `stop` aborts.
 pub fn open_port(
@@ -88,6 +90,7 @@ pub fn open_port(
     timeout: Duration,
     wait_link: bool,
     stop: &AtomicBool,
+    queues: u16,
 ) -> Result<OpenPort, String> {
     let pool = Mempool::new(
         &format!("perf_pool_{id}"),
@@ -97,15 +100,23 @@ pub fn open_port(
         eal.socket_id(),
     )
     .map_err(|e| format!("cannot create the mbuf pool: {e}"))?;
+    let queues = queues.max(1);
     let conf = PortConfig {
         promiscuous: true,
+        rx_queues: queues,
+        tx_queues: queues,
+        ..PortConfig::default()
+    };
+    let plain = PortConfig {
+        rx_queues: queues,
+        tx_queues: queues,
         ..PortConfig::default()
     };
     let mut port = match Port::configure(id, &conf, &pool) {
         Ok(p) => p,
         // Some virtual devices have no promiscuous mode to set; they take every frame anyway.
-        Err(_) => Port::configure(id, &PortConfig::default(), &pool)
-            .map_err(|e| format!("cannot configure port {id}: {e}"))?,
+        Err(_) => Port::configure(id, &plain, &pool)
+            .map_err(|e| format!("cannot configure port {id} with {queues} queue pair(s): {e}"))?,
     };
     let deadline = Instant::now() + timeout;
     loop {
@@ -137,6 +148,7 @@ pub fn open_port(
         mac,
         driver: info.driver,
         name: info.name,
+        queues,
     })
 }
 

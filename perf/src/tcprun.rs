@@ -19,7 +19,7 @@ use engine::steer::NoSteer;
 use engine::time::{Clock, Duration, Instant, MonotonicClock};
 use engine::wire::ipv4::Ipv4Cidr;
 use engine::wire::EthernetAddress;
-use ports::dpdk::DpdkQueue;
+use ports::dpdk::{DpdkQueue, MultiQueue};
 use serde::Serialize;
 
 use crate::cli;
@@ -147,8 +147,13 @@ pub fn run(
     if cfg.ip.address() == *cfg.server.ip() {
         return Err(format!("--ip {} is the server's own address", cfg.ip));
     }
-    let queue = DpdkQueue::new(&open.port, 0, open.pool, false)
-        .map_err(|e| format!("cannot use queue 0 of port {}: {e}", open.name))?;
+    let queues = (0..open.queues)
+        .map(|q| {
+            DpdkQueue::new(&open.port, q, open.pool, false)
+                .map_err(|e| format!("cannot use queue {q} of port {}: {e}", open.name))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let queue = MultiQueue::new(queues).ok_or("the port has no queue")?;
     let mtu = queue.mtu();
     let iface = Interface::new(IfaceConfig::new(EthernetAddress(open.mac), cfg.ip));
     let mut config = StackConfig::default();

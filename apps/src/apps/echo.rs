@@ -17,6 +17,10 @@ pub struct Echo {
     buf: Box<[u8]>,
     /// Connections whose peer closed: close once everything is echoed.
     closing: PerConn<()>,
+    /// Per-connection state of `state_bytes` bytes, for measuring migration with
+    /// application state (`--app-state-bytes`); moved with the connection.
+    state: PerConn<Vec<u8>>,
+    state_bytes: usize,
     /// Bytes echoed, for statistics.
     pub bytes: u64,
 }
@@ -26,7 +30,19 @@ impl Default for Echo {
         Echo {
             buf: vec![0; CHUNK].into_boxed_slice(),
             closing: PerConn::default(),
+            state: PerConn::default(),
+            state_bytes: 0,
             bytes: 0,
+        }
+    }
+}
+
+impl Echo {
+    /// An echo whose connections each carry `bytes` of state (a measurement knob).
+    pub fn with_state_bytes(bytes: usize) -> Echo {
+        Echo {
+            state_bytes: bytes,
+            ..Echo::default()
         }
     }
 }
@@ -62,8 +78,12 @@ impl App for Echo {
             }
             Event::Closed { .. } => {
                 self.closing.remove(conn);
+                self.state.remove(conn);
             }
             Event::Adopted { .. } => self.pump(cx, conn),
+            Event::Accepted { .. } if self.state_bytes > 0 => {
+                self.state.insert(conn, vec![0x5a; self.state_bytes]);
+            }
             Event::Accepted { .. } | Event::Connected => {}
         }
     }
@@ -71,14 +91,20 @@ impl App for Echo {
     fn export(&mut self, _: &mut Ctx<'_>, conn: ConnId, out: &mut Vec<u8>) -> Result<(), Refusal> {
         let closing = self.closing.remove(conn).is_some();
         out.extend_from_slice(&[SNAPSHOT_V1, u8::from(closing)]);
+        if let Some(state) = self.state.remove(conn) {
+            out.extend_from_slice(&state);
+        }
         Ok(())
     }
 
     fn import(&mut self, _: &mut Ctx<'_>, conn: ConnId, snapshot: &[u8]) -> Result<(), Refusal> {
         match snapshot {
-            [SNAPSHOT_V1, closing @ (0 | 1)] => {
+            [SNAPSHOT_V1, closing @ (0 | 1), state @ ..] => {
                 if *closing == 1 {
                     self.closing.insert(conn, ());
+                }
+                if !state.is_empty() {
+                    self.state.insert(conn, state.to_vec());
                 }
                 Ok(())
             }
@@ -87,5 +113,6 @@ impl App for Echo {
     }
 }
 
-/// The format of an echo connection's snapshot: this byte, then 1 if the peer closed.
+/// The format of an echo connection's snapshot: this byte, then 1 if the peer closed,
+/// then the connection's state bytes (`--app-state-bytes`), if any.
 const SNAPSHOT_V1: u8 = 1;

@@ -102,6 +102,8 @@ pub struct AppFactory {
     port: u16,
     /// The files `http` serves, loaded from `--root`.
     site: Option<Arc<http::Site>>,
+    /// Per-connection state `echo` carries (measurements of migration).
+    state_bytes: usize,
 }
 
 impl AppFactory {
@@ -123,7 +125,18 @@ impl AppFactory {
             (_, Some(_)) => return Err("--root is for --app http only".into()),
             _ => None,
         };
-        Ok(AppFactory { name, port, site })
+        Ok(AppFactory {
+            name,
+            port,
+            site,
+            state_bytes: 0,
+        })
+    }
+
+    /// Gives every `echo` connection `bytes` of state that moves with it.
+    pub fn with_state_bytes(mut self, bytes: usize) -> Self {
+        self.state_bytes = bytes;
+        self
     }
 
     /// The loaded site of `--app http`.
@@ -139,7 +152,7 @@ impl AppFactory {
     pub fn make(&self) -> AnyApp {
         match self.name {
             None => AnyApp::Nothing,
-            Some(AppName::Echo) => AnyApp::Echo(Echo::default()),
+            Some(AppName::Echo) => AnyApp::Echo(Echo::with_state_bytes(self.state_bytes)),
             Some(AppName::Discard) => AnyApp::Discard(Discard::default()),
             Some(AppName::Http) => match &self.site {
                 Some(site) => AnyApp::Http(Http::new(Arc::clone(site))),

@@ -135,3 +135,58 @@ impl Port for DpdkQueue<'_> {
         self.port.rx_intr_wait(self.queue, ms).is_ok()
     }
 }
+
+/// Several queue pairs of one port polled by one lcore, as one engine port: frames are
+/// taken from every receive queue in turn and sent on the first transmit queue. What a
+/// client needs to talk to a server that spreads its flows over several queues (a
+/// multi-core engine over net_memif answers each flow from its owner core's queue).
+#[derive(Debug)]
+pub struct MultiQueue<'p> {
+    queues: Vec<DpdkQueue<'p>>,
+    next: usize,
+}
+
+impl<'p> MultiQueue<'p> {
+    /// `queues` must not be empty.
+    pub fn new(queues: Vec<DpdkQueue<'p>>) -> Option<Self> {
+        (!queues.is_empty()).then_some(MultiQueue { queues, next: 0 })
+    }
+}
+
+impl Port for MultiQueue<'_> {
+    type Frame = MbufFrame;
+
+    fn recv_burst(&mut self, out: &mut Vec<MbufFrame>, max: usize) -> usize {
+        let n = self.queues.len();
+        let mut got = 0;
+        for i in 0..n {
+            if got >= max {
+                break;
+            }
+            let q = (self.next + i) % n;
+            got += self.queues[q].recv_burst(out, max - got);
+        }
+        self.next = (self.next + 1) % n;
+        got
+    }
+
+    fn send_burst(&mut self, frames: &mut Vec<MbufFrame>) -> usize {
+        self.queues[0].send_burst(frames)
+    }
+
+    fn alloc(&mut self, len: usize) -> Option<MbufFrame> {
+        self.queues[0].alloc(len)
+    }
+
+    fn mac(&self) -> EthernetAddress {
+        self.queues[0].mac()
+    }
+
+    fn mtu(&self) -> usize {
+        self.queues[0].mtu()
+    }
+
+    fn buffers_low(&self) -> bool {
+        self.queues[0].buffers_low()
+    }
+}

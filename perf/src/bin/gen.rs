@@ -86,6 +86,11 @@ struct Endpoint {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Queue pairs to open on the port, all polled by the one lcore (TCP workloads): as
+    /// many as the server uses over net_memif (`migratory serve --cores N` answers each
+    /// flow from its owner's queue).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    queues: u16,
     /// EAL arguments, after `--` (e.g. -l 0 --vdev=net_memif0,role=client,...).
     #[arg(last = true)]
     eal: Vec<String>,
@@ -333,6 +338,7 @@ impl Session {
             Duration::from_secs(ep.connect_timeout),
             true,
             &stop,
+            ep.queues,
         )
         .map_err(|e| cli::usage_error(BIN, e))?;
         Ok(Session { open, eal, stop })
@@ -605,6 +611,7 @@ fn l2(args: &L2Args) -> i32 {
         Duration::from_secs(args.connect_timeout),
         true,
         &stop,
+        1,
     ) {
         Ok(p) => p,
         Err(e) => return cli::usage_error(BIN, e),

@@ -121,6 +121,7 @@ fn run(args: &Args) -> i32 {
         Duration::from_secs(args.connect_timeout),
         false,
         &stop,
+        1,
     ) {
         Ok(p) => p,
         Err(e) => return cli::usage_error(BIN, e),
