@@ -4,7 +4,9 @@
 # figure: the wire ceiling (reflector + migratory-gen l2 over net_memif); the engine
 # (`migratory serve` driven by migratory-gen over net_memif), smoltcp (smoltcp-echo, same)
 # and the Linux baseline for each of latency, rpc, cps and bulk; the engine under
-# syn-flood; the engine's packet rate against the wire ceiling; plus the markdown table
+# syn-flood; the engine's packet rate against the wire ceiling; rpc against a two-core
+# engine with and without migrations for each application state size (moves counted, none
+# lost); plus the markdown table
 # and one PNG per workload. It checks that the figures exist and are positive, not their
 # size.
 set -uo pipefail
@@ -57,6 +59,21 @@ for name, want in expected.items():
         if unit != "gbps" and not (r.get("p50_us") and r.get("p99_us")):
             bad.append(f"{name}/{sysname}: no latency percentiles")
         figs.append(f"{name}/{sysname} {v:g} {unit}")
+mg = (doc.get("workloads_migrate") or {}).get("runs") or {}
+for state in (0, 4096, 65536):
+    for how in ("still", "moving"):
+        r = mg.get(f"state-{state}-{how}")
+        if not r or not r.get("rps"):
+            bad.append(f"migrate state {state} {how}: no rps")
+            continue
+        if how == "moving":
+            m = r.get("migration") or {}
+            if not m.get("migrations"):
+                bad.append(f"migrate state {state}: no migration counted")
+            elif m.get("lost"):
+                bad.append(f"migrate state {state}: {m['lost']} connections lost")
+            else:
+                figs.append(f"migrate/{state} {m['migrations']} moves")
 ev = doc.get("engine_vs_wire") or {}
 if not (isinstance(ev.get("ratio"), (int, float)) and ev["ratio"] > 0 and ev.get("engine_pps", 0) > 0):
     bad.append("no engine pps against the wire ceiling")
