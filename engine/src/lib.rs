@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod channel;
 pub mod control;
 pub mod flow;
 pub mod hash;
