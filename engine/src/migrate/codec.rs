@@ -5,7 +5,7 @@
 //! from another core, process or host into a [`Migration`] or into an error. The meaning
 //! of the fields and the rules they obey together are [`crate::tcp::record`]'s; this
 //! module runs those rules ([`Connection::restore`]) and adds only bounds of its own and
-//! one stopgap for a rule restore misses (see Bounds).
+//! stopgaps for rules restore misses (see Bounds).
 //!
 //! May not: panic on any input, index without a bound check, allocate for a length it has
 //! not checked against both that field's maximum and the bytes actually left in the input
@@ -110,10 +110,12 @@
 //! [`Connection::restore`] (sequence order, buffers against windows and capacities,
 //! ranges, FIN flags against the state, the scoreboard, RTT and congestion values), whose
 //! error comes back as [`DecodeError::Invalid`]. Restore builds and drops a connection
-//! for this: its buffers are copied once more, for the time of the check. One rule
-//! restore does not check yet is checked here too: a SACK connection's scoreboard tracks
-//! exactly [SND.UNA, SND.NXT), and a connection without SACK tracks nothing (else
-//! `Invalid(ScoreboardSpan)`; see `check_scoreboard_span`).
+//! for this: its buffers are copied once more, for the time of the check. Rules restore
+//! does not check yet are checked here too, as `Invalid` with restore's own error:
+//! SND.UNA =< SND.NXT =< SND.MAX by distance within half the sequence space, not only
+//! pairwise modulo 2^32 (`SendSequence`); a SACK
+//! connection's scoreboard tracks exactly [SND.UNA, SND.NXT), and a connection without
+//! SACK tracks nothing (`ScoreboardSpan`).
 //!
 //! Not bounded beyond their type: the offsets that date history rather than deadlines
 //! (scoreboard `sent_at`, RACK `xmit_ts`, CUBIC `epoch_start`): they are legitimately
@@ -212,8 +214,8 @@ type Result<T> = core::result::Result<T, DecodeError>;
 
 /// Appends the record of `m` to `out`. Never fails and never panics: a migration beyond
 /// the bounds (see the module documentation; [`validate`] says) encodes to a record that
-/// [`decode`] refuses with the error `validate` gives, never to one it misreads (a vector
-/// longer than a `u32` can count is written with the count `u32::MAX`).
+/// [`decode`] refuses as `validate` does, never to one it misreads (a vector longer than a
+/// `u32` can count is written with the count `u32::MAX`, which is too large).
 pub fn encode(m: &Migration, out: &mut Vec<u8>) {
     let start = out.len();
     out.reserve(encoded_len(m));
@@ -314,17 +316,35 @@ pub fn validate(m: &Migration) -> Result<()> {
     // Far enough from the clock's origin that no offset within bounds saturates.
     let base = Instant::from_nanos(MAX_TIME_OFFSET_NS.unsigned_abs());
     let conn = Connection::restore(c, base)?;
+    check_send_order(c)?;
     check_scoreboard_span(c, conn.sack_enabled())
 }
 
-/// A rule [`Connection::restore`] does not check (yet): the scoreboard of a connection
-/// that uses SACK tracks exactly [SND.UNA, SND.NXT) (no segment records when the two are
+// Stopgaps: rules `Connection::restore` does not check (yet), each found by the
+// `record_decode` fuzz target as a record that restores and whose connection then captures
+// a record restore refuses. They belong in `tcp::record`; reported.
+
+/// SND.UNA =< SND.NXT =< SND.MAX by distance from SND.UNA, within half the sequence
+/// space. Restore compares them pairwise modulo 2^32, which is no order across 2^31: two
+/// numbers exactly 2^31 apart are each "at most" the other, so SND.UNA =< SND.NXT =<
+/// SND.MAX holds with SND.MAX behind SND.UNA (and the flight it then measures is 0);
+/// after the connection's next segment it no longer holds.
+fn check_send_order(c: &ConnectionRecord) -> Result<()> {
+    let nxt = c.snd_nxt.0.wrapping_sub(c.snd_una.0);
+    let max = c.snd_max.0.wrapping_sub(c.snd_una.0);
+    if nxt > max || max >= 1 << 31 {
+        return Err(DecodeError::Invalid(RestoreError::SendSequence));
+    }
+    Ok(())
+}
+
+/// The scoreboard of a connection that uses SACK tracks exactly [SND.UNA, SND.NXT) (no segment records when the two are
 /// equal), and that of a connection without SACK tracks nothing, as a live connection's
 /// does (restore only keeps the records within [ISS, SND.MAX]). Otherwise the connection's
 /// next segments leave a gap in it (sent at SND.NXT beyond its end or below its start, or
 /// never recorded without SACK) or go partly untracked (sent from inside it past its
-/// end), and the connection's own next record is one restore refuses: the `record_decode`
-/// fuzz target found each of these. Under this rule a transmission either extends the
+/// end), and the connection's own next record is one restore refuses (the fuzz target
+/// found each of these). Under this rule a transmission either extends the
 /// scoreboard at its end or lies (partly) inside it, and ACKs trim it at SND.UNA, so the
 /// rule survives what the connection does next.
 fn check_scoreboard_span(c: &ConnectionRecord, sack: bool) -> Result<()> {
@@ -1724,6 +1744,27 @@ mod tests {
                 sb.segs.clear();
             },
             span,
+        );
+        // SND.NXT 2^31 past SND.UNA = SND.MAX: "between" them modulo 2^32 (the fuzz
+        // target's record, here with nothing in flight and no scoreboard).
+        refused(
+            &|m| {
+                m.conn.snd_max = m.conn.snd_una;
+                m.conn.snd_nxt = m.conn.snd_una + (1 << 31);
+                m.conn.scoreboard = None;
+                m.conn.flags &= !(1 << 3);
+            },
+            DecodeError::Invalid(RestoreError::SendSequence),
+        );
+        // And SND.MAX behind SND.UNA (by 2^24), SND.NXT 2^31 past it: pairwise in order.
+        refused(
+            &|m| {
+                m.conn.snd_max = m.conn.snd_una - (1 << 24);
+                m.conn.snd_nxt = m.conn.snd_una + (1 << 31);
+                m.conn.scoreboard = None;
+                m.conn.flags &= !(1 << 3);
+            },
+            DecodeError::Invalid(RestoreError::SendSequence),
         );
         refused(
             &|m| m.flow = FlowId(m.flow.0 ^ 1),
