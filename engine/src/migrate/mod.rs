@@ -17,6 +17,10 @@ use crate::tcp::ConnectionRecord;
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
+pub mod codec;
+
+pub use codec::{decode, encode, encoded_len, validate, DecodeError};
+
 /// The largest application snapshot a migration may carry.
 pub const MAX_APP_SNAPSHOT: usize = 1 << 20;
 
