@@ -367,8 +367,16 @@ impl Session {
         if header[6..8] != [0, 0] {
             return Err(ChannelError::Malformed);
         }
-        let seq = u64::from_le_bytes(header[8..16].try_into().map_err(|_| ChannelError::Malformed)?);
-        let len = u32::from_le_bytes(header[16..20].try_into().map_err(|_| ChannelError::Malformed)?) as usize;
+        let seq = u64::from_le_bytes(
+            header[8..16]
+                .try_into()
+                .map_err(|_| ChannelError::Malformed)?,
+        );
+        let len = u32::from_le_bytes(
+            header[16..20]
+                .try_into()
+                .map_err(|_| ChannelError::Malformed)?,
+        ) as usize;
         if len > MAX_BODY {
             return Err(ChannelError::TooLarge(len));
         }
@@ -410,10 +418,7 @@ impl Session {
                 verify(recv_key, signed, tag)?;
                 let expected = *recv_seq + 1;
                 if seq != expected {
-                    return Err(ChannelError::Sequence {
-                        got: seq,
-                        expected,
-                    });
+                    return Err(ChannelError::Sequence { got: seq, expected });
                 }
                 if kind == 1 {
                     return Err(ChannelError::Handshake);

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddrV4;
 use std::rc::Rc;
 
-use engine::migrate::{Migration, Owner};
+use engine::migrate::{codec, Migration, Owner};
 use engine::sim::cores::CoreGroup;
 use engine::sim::endpoint::{endpoint_ip, endpoint_mac, engine_host, EngineHost};
 use engine::sim::{Faults, Host, Network};
@@ -456,7 +456,9 @@ fn run(seed: u64, faults: Faults, n: usize, move_every: Option<Duration>) -> Out
                 entry.0 += 1;
                 match engine.export_connection(now, id, Owner::Core(1)) {
                     Ok(m) => {
-                        let back = m.clone();
+                        let mut bytes = Vec::new();
+                        codec::encode(&m, &mut bytes);
+                        let back = codec::decode(&bytes).expect("a record decodes");
                         let id2 = engine.import_connection(now, back).expect("adopted back");
                         // The client application keys its scripts by connection id.
                         engine.app_mut().renamed(id, id2);
@@ -497,7 +499,9 @@ fn run(seed: u64, faults: Faults, n: usize, move_every: Option<Duration>) -> Out
             // Through the encoded record, as a move to another engine would be.
             match group.cores_mut()[from].export_connection(now, id, Owner::Core(to as u16)) {
                 Ok(m) => {
-                    let back: Migration = m.clone();
+                    let mut bytes = Vec::new();
+                    codec::encode(&m, &mut bytes);
+                    let back: Migration = codec::decode(&bytes).expect("a record decodes");
                     assert_eq!(back, m, "the record round-trips");
                     let cores = group.cores_mut();
                     cores[to]

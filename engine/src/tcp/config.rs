@@ -139,8 +139,14 @@ fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
+/// The longest configured time a connection keeps (30 days, the bound of a migration
+/// record's offsets): a timer armed from a longer one could not move with it.
+const MAX_PARAM_MS: u32 = 30 * 24 * 3600 * 1000;
+
 fn millis(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+    u32::try_from(d.as_millis())
+        .unwrap_or(u32::MAX)
+        .min(MAX_PARAM_MS)
 }
 
 fn duration(us: u32) -> Duration {

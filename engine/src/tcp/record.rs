@@ -145,6 +145,9 @@ impl Connection {
     /// owner, or keeps serving it if the move fails).
     pub fn capture(&self, now: Instant) -> ConnectionRecord {
         let rel = |t: Instant| t.offset_from(now);
+        // Instants that only say "long ago" (TS.Recent's age, the challenge-ACK window's
+        // start) are kept within the record's bound: older is the same as that old.
+        let age = |t: Instant| t.offset_from(now).max(-MAX_TIME_OFFSET_NS);
         let ooo_end = self
             .assembler
             .highest()
@@ -179,7 +182,7 @@ impl Connection {
             dupacks_owed: self.dupacks_owed,
             peer_fin_seq: self.peer_fin_seq,
             ts_recent: self.ts_recent,
-            ts_recent_at: rel(self.ts_recent_at),
+            ts_recent_at: age(self.ts_recent_at),
             ts_clock: self.ts_now(now),
             rtt: self.rtt.to_record(),
             rtt_start: self.rtt_start.map(rel),
@@ -198,7 +201,7 @@ impl Connection {
             assembler: self.assembler.to_record(),
             timers,
             challenge_count: self.challenge_count,
-            challenge_window: rel(self.challenge_window),
+            challenge_window: age(self.challenge_window),
             events: self.events.bits(),
             stats: self.stats,
             params: self.params,
@@ -232,11 +235,7 @@ impl Connection {
         let rtt = RttEstimator::from_record(&r.rtt).ok_or(RestoreError::Rtt)?;
         let cc = Congestion::from_record(&r.congestion, now).ok_or(RestoreError::Congestion)?;
         let scoreboard = Scoreboard::from_record(r.scoreboard.as_ref(), now)?;
-        if let Some((lo, hi)) = scoreboard.span() {
-            if lo.lt(r.iss) || hi.gt(r.snd_max) {
-                return Err(RestoreError::ScoreboardSpan);
-            }
-        }
+        check_scoreboard_span(r, flags, scoreboard.span())?;
         let assembler = Assembler::from_record(&r.assembler).ok_or(RestoreError::Ranges)?;
         let at = |offset: i64| Instant::rebase(now, offset);
         let mut timers = Timers::default();
@@ -317,11 +316,13 @@ fn check_options(r: &ConnectionRecord) -> Result<(), RestoreError> {
 }
 
 /// SND.UNA =< SND.NXT =< SND.MAX, all past our SYN, and the send buffer holding exactly
-/// the bytes from SND.UNA on (plus a FIN once sent).
+/// the bytes from SND.UNA on (plus a FIN once sent). The order is checked by distances
+/// from SND.UNA within half the sequence space: comparisons modulo 2^32 are no order
+/// across 2^31 (two numbers 2^31 apart are each "at most" the other).
 fn check_send(r: &ConnectionRecord, flags: Flags) -> Result<(), RestoreError> {
-    let flight = r.snd_max.distance_from(r.snd_una);
-    let ordered = r.snd_una.gt(r.iss) && r.snd_una.le(r.snd_nxt) && r.snd_nxt.le(r.snd_max);
-    if !ordered {
+    let nxt = r.snd_nxt.0.wrapping_sub(r.snd_una.0);
+    let flight = r.snd_max.0.wrapping_sub(r.snd_una.0);
+    if !r.snd_una.gt(r.iss) || nxt > flight || flight >= 1 << 31 {
         return Err(RestoreError::SendSequence);
     }
     let len = r.send.len() as u64;
@@ -334,6 +335,28 @@ fn check_send(r: &ConnectionRecord, flags: Flags) -> Result<(), RestoreError> {
         return Err(RestoreError::SendBuffer);
     }
     Ok(())
+}
+
+/// The scoreboard of a SACK connection tracks exactly [SND.UNA, SND.NXT) (nothing when
+/// they are equal), as a live connection's does (transmissions extend it at its end or
+/// fall inside it; ACKs trim it at SND.UNA); a connection without SACK tracks nothing.
+/// Anything else leaves a gap or an untracked part after the next segment (each case was
+/// found by fuzzing records).
+fn check_scoreboard_span(
+    r: &ConnectionRecord,
+    flags: Flags,
+    span: Option<(SeqNumber, SeqNumber)>,
+) -> Result<(), RestoreError> {
+    let sack = flags.has(Flags::SACK);
+    let ok = match span {
+        Some((lo, hi)) => sack && lo == r.snd_una && hi == r.snd_nxt,
+        None => !sack || r.snd_nxt == r.snd_una,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(RestoreError::ScoreboardSpan)
+    }
 }
 
 /// RCV.NXT =< RCV.ADV; the received bytes are the unread ones plus the out-of-order
