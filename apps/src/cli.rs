@@ -63,7 +63,14 @@ fn ctl(args: &CtlArgs) -> i32 {
     };
     match crate::ctl::request(&args.ctl_dir, &args.name, &command) {
         // An answer that says the command could not run: one line, usage-class exit.
-        Ok(v) if v.get("error").is_some() && !matches!(args.command, CtlCommand::Migrate(_)) => {
+        Ok(v)
+            if v.get("usage").is_some()
+                || (v.get("error").is_some()
+                    && !matches!(args.command, CtlCommand::Migrate(_))) =>
+        {
+            if args.json {
+                println!("{v}");
+            }
             eprintln!(
                 "migratory: {}",
                 v["error"]

@@ -280,16 +280,28 @@ fn error_json(message: &str) -> String {
     serde_json::json!({ "error": message }).to_string()
 }
 
-/// Sends `command` to every core and collects their answers (a core that does not take or
-/// answer the request in time is reported as busy).
-fn ask_cores(served: &Served, command: Command) -> (Vec<Reply>, Vec<String>) {
+/// An answer for a request that is wrong in itself (not a core, not an id): `usage` tells
+/// the command line to exit 2.
+fn usage_json(message: &str) -> String {
+    serde_json::json!({ "error": message, "usage": true }).to_string()
+}
+
+/// Sends `command` to every core (or only to core `only`) and collects their answers (a
+/// core that does not take or answer the request in time is reported as busy; it will
+/// not act on it later).
+fn ask_cores(served: &Served, command: Command, only: Option<usize>) -> (Vec<Reply>, Vec<String>) {
     let (tx, rx) = crossbeam::channel::unbounded();
     let mut asked = 0;
     let mut problems = Vec::new();
+    let deadline = std::time::Instant::now() + CORE_ANSWER_TIMEOUT;
     for (core, sender) in served.cores.iter().enumerate() {
+        if only.is_some_and(|o| o != core) {
+            continue;
+        }
         let request = Request {
             command,
             reply: tx.clone(),
+            deadline: Some(deadline),
         };
         match sender.send(request) {
             Ok(()) => asked += 1,
@@ -297,7 +309,6 @@ fn ask_cores(served: &Served, command: Command) -> (Vec<Reply>, Vec<String>) {
         }
     }
     drop(tx);
-    let deadline = std::time::Instant::now() + CORE_ANSWER_TIMEOUT;
     let mut replies = Vec::new();
     while replies.len() < asked {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -332,7 +343,7 @@ fn connection_json(c: &ConnectionInfo) -> serde_json::Value {
 }
 
 fn conns_json(served: &Served) -> String {
-    let (replies, problems) = ask_cores(served, Command::Connections);
+    let (replies, problems) = ask_cores(served, Command::Connections, None);
     let mut list: Vec<&ConnectionInfo> = replies
         .iter()
         .flat_map(|r| match r {
@@ -367,22 +378,49 @@ fn migrate_json(served: &Served, which: &str, to: &str) -> String {
         "all" => Which::All,
         id => match id.parse::<FlowId>() {
             Ok(flow) => Which::One(flow),
-            Err(e) => return error_json(&format!("{id:?}: {e}")),
+            Err(e) => return usage_json(&format!("{id:?}: {e}")),
         },
     };
     let Ok(to) = to.parse::<u16>() else {
-        return error_json(&format!("{to:?} is not a core number"));
+        return usage_json(&format!("{to:?} is not a core number"));
     };
     let cores = served.cores.len();
     if cores < 2 {
-        return error_json("this engine runs one core: there is no other core to move to");
+        return usage_json("this engine runs one core: there is no other core to move to");
     }
     if usize::from(to) >= cores {
-        return error_json(&format!("core {to} does not exist (cores are 0..{cores})"));
+        return usage_json(&format!("core {to} does not exist (cores are 0..{cores})"));
     }
-    let (replies, problems) = ask_cores(served, Command::Migrate { which, to });
+    // One connection: ask only the core that holds it (found with a listing), so that a
+    // connection already on the destination is told as such.
+    let mut errors: Vec<String> = Vec::new();
+    let only = match which {
+        Which::All => None,
+        Which::One(flow) => {
+            let (replies, problems) = ask_cores(served, Command::Connections, None);
+            errors.extend(problems);
+            let here = replies.iter().find_map(|r| match r {
+                Reply::Connections { list, .. } => list.iter().find(|c| c.flow == flow),
+                _ => None,
+            });
+            match here {
+                None if errors.is_empty() => {
+                    return error_json(&format!(
+                        "no connection with id {flow} (see `migratory ctl --name {} conns`)",
+                        served.board.name
+                    ))
+                }
+                None => None,
+                Some(c) if c.core == to && c.state != engine::tcp::State::TimeWait => {
+                    return error_json(&format!("connection {flow} is already on core {to}"))
+                }
+                Some(c) => Some(usize::from(c.core)),
+            }
+        }
+    };
+    let (replies, problems) = ask_cores(served, Command::Migrate { which, to }, only);
     let mut moves = Vec::new();
-    let mut errors: Vec<String> = problems;
+    errors.extend(problems);
     for r in &replies {
         match r {
             Reply::Moves { results, .. } => moves.extend(results.iter().map(move_json)),
@@ -522,7 +560,11 @@ pub fn render_moves(v: &serde_json::Value) -> String {
 /// The exit status for an answer: 0 when it carries no error, else 1 (the command ran
 /// but did not do all it was asked: a refused move, a busy core, an unknown id).
 pub fn exit_code(v: &serde_json::Value) -> i32 {
-    if v.get("error").is_some() {
+    let refused = v
+        .get("moves")
+        .and_then(|m| m.as_array())
+        .is_some_and(|m| m.iter().any(|m| m["moved"] != true));
+    if v.get("error").is_some() || refused {
         1
     } else {
         0

@@ -41,6 +41,10 @@ pub enum Command {
 pub struct Request {
     pub command: Command,
     pub reply: Sender<Reply>,
+    /// After this the asker no longer waits: a core that takes the request later answers
+    /// [`CommandError::Expired`] and does nothing (a move must not happen after the
+    /// operator was told it did not).
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// One connection as an operator sees it.
@@ -90,6 +94,8 @@ pub enum CommandError {
     NoSuchCore(u16, u16),
     #[error("this engine runs one core: there is no other core to move to")]
     SingleCore,
+    #[error("the request reached this core after its asker stopped waiting; nothing done")]
+    Expired,
 }
 
 /// The control thread's end of one core's queue.
@@ -140,6 +146,7 @@ mod tests {
         tx.send(Request {
             command: Command::Connections,
             reply: reply_tx.clone(),
+            deadline: None,
         })
         .unwrap();
         let req = rx.pop().expect("queued");
@@ -163,13 +170,15 @@ mod tests {
             tx.send(Request {
                 command: Command::Connections,
                 reply: reply_tx.clone(),
+                deadline: None,
             })
             .unwrap();
         }
         assert!(tx
             .send(Request {
                 command: Command::Connections,
-                reply: reply_tx
+                reply: reply_tx,
+                deadline: None,
             })
             .is_err());
     }

@@ -352,6 +352,17 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
 
     fn handle_request(&mut self, now: Instant, request: Request) {
         let core = self.this_core().unwrap_or(0);
+        // The operator's process keeps the time; reading it here is the poll loop's part.
+        if request
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() > d)
+        {
+            let _ = request.reply.send(Reply::Error {
+                core,
+                error: CommandError::Expired,
+            });
+            return;
+        }
         match request.command {
             Command::Connections => {
                 let list = self.connection_infos(core);
@@ -372,18 +383,41 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                     });
                     return;
                 }
-                // The destination itself moves nothing (a connection that reached it
-                // while the request was on its way stays).
+                let mut refused = Vec::new();
                 let ids: Vec<ConnId> = match which {
-                    _ if to == core => Vec::new(),
-                    Which::One(flow) => self.stack.find_flow(flow).into_iter().collect(),
+                    // The destination itself moves nothing with `All`.
+                    Which::All if to == core => Vec::new(),
                     Which::All => self.stack.connection_ids(),
+                    Which::One(flow) => match self.stack.find_flow(flow) {
+                        Some(_) if to == core => {
+                            refused.push((flow, MigrateError::SameCore));
+                            Vec::new()
+                        }
+                        Some(id) => vec![id],
+                        None if self.stack.holds_time_wait(flow) => {
+                            refused.push((
+                                flow,
+                                MigrateError::NotMovable(crate::tcp::State::TimeWait),
+                            ));
+                            Vec::new()
+                        }
+                        None => Vec::new(),
+                    },
                 };
                 let index = self.migration.requests.len();
                 self.migration.requests.push(Some(PendingMoves {
                     reply: request.reply,
                     outstanding: 1, // held until every move has started
-                    results: Vec::new(),
+                    results: refused
+                        .into_iter()
+                        .inspect(|&(_, error)| self.stack.count_refused(error))
+                        .map(|(flow, error)| MoveResult {
+                            flow,
+                            from: core,
+                            to,
+                            outcome: Err(error),
+                        })
+                        .collect(),
                 }));
                 for id in ids {
                     let flow = self
@@ -445,6 +479,22 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     }
 
     fn connection_infos(&self, core: u16) -> Vec<ConnectionInfo> {
+        let time_wait = self
+            .stack
+            .time_wait_tuples()
+            .into_iter()
+            .map(|t| ConnectionInfo {
+                flow: FlowId::of(&t),
+                local: t.local,
+                remote: t.remote,
+                state: crate::tcp::State::TimeWait,
+                core,
+                send_queue: 0,
+                recv_queue: 0,
+                srtt: None,
+                cwnd: 0,
+                retransmits: 0,
+            });
         self.stack
             .connection_ids()
             .into_iter()
@@ -463,6 +513,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                     retransmits: c.stats().retransmits,
                 })
             })
+            .chain(time_wait)
             .collect()
     }
 }

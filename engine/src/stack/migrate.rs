@@ -351,6 +351,12 @@ impl Stack {
         !self.owner_updates.is_empty()
     }
 
+    /// Counts a move refused before it reached [`Stack::migrate_out`] (a TIME-WAIT record
+    /// named by the operator, a move to the core the connection is on).
+    pub fn count_refused(&mut self, e: MigrateError) {
+        self.migration.refused(e);
+    }
+
     /// The migration counters.
     pub fn migration_counters(&self) -> MigrationCounters {
         self.migration
@@ -416,6 +422,17 @@ impl Stack {
             .iter()
             .find(|(_, e)| FlowId::of(&e.conn.tuple()) == flow)
             .map(|(id, _)| id)
+    }
+
+    /// The 4-tuples of the TIME-WAIT records here (connections that ended and wait out
+    /// 2 MSL as records: they do not move).
+    pub fn time_wait_tuples(&self) -> Vec<FourTuple> {
+        self.table.time_waits().map(|(t, _)| *t).collect()
+    }
+
+    /// Whether `flow` is a TIME-WAIT record here.
+    pub fn holds_time_wait(&self, flow: FlowId) -> bool {
+        self.table.time_waits().any(|(t, _)| FlowId::of(t) == flow)
     }
 
     /// The ids of every connection here (any state).
