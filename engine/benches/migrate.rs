@@ -10,6 +10,9 @@
 //!   connections per core. Both halves run on one thread: this is the CPU a move costs
 //!   (the origin's and the destination's share together), not the hand-off between
 //!   threads, which the mesh adds (`perf/run`'s `migrate` workload measures it live).
+//! - `handoff/round_trip_two_threads`: a move to another thread (core) and straight back,
+//!   each side adopting it, over the engine's mesh: half of it is a move's latency from
+//!   freeze to adopted, hand-off between cores included.
 //! - `baseline/clone_connection`: cloning the connection value (what moving it as a plain
 //!   value, with no checks and no tables, would cost).
 use std::hint::black_box;
@@ -145,5 +148,86 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// One round trip between two threads (two cores): this thread moves the connection out
+/// and hands it over the mesh; the other adopts it, moves it straight back and hands it
+/// back; this one adopts it again. Half of a round trip is one move from freeze to
+/// adopted, hand-off included, as it happens between two engine cores (without the rest
+/// of a poll around it).
+fn handoff(c: &mut Criterion) {
+    use engine::steer::{CoreMessage, Mesh, MeshSteer, Steer};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let b = setup(0);
+    let Bench {
+        cores: [mut here, mut there],
+        apps: [mut app_here, mut app_there],
+        now,
+    } = b;
+    let mut endpoints = Mesh::<CoreMessage<()>>::new(2, 64).unwrap().into_iter();
+    let mut near = MeshSteer::new(endpoints.next().unwrap());
+    let mut far = MeshSteer::new(endpoints.next().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::clone(&stop);
+    let worker = std::thread::spawn(move || {
+        let mut inbox = Vec::new();
+        while !stop2.load(Ordering::Relaxed) {
+            if far.receive(&mut inbox, 8) == 0 {
+                core::hint::spin_loop();
+                continue;
+            }
+            for msg in inbox.drain(..) {
+                if let CoreMessage::Migrate(t) = msg {
+                    let id = there
+                        .migrate_in(now, t.migration, &mut app_there)
+                        .expect("adopted there");
+                    let m = there
+                        .migrate_out(now, id, Owner::Core(0), &mut app_there)
+                        .expect("movable");
+                    let back = Box::new(engine::migrate::Transfer { migration: m, ..*t });
+                    let mut msg = CoreMessage::Migrate(back);
+                    while let Err(m) = far.send(Owner::Core(0), msg) {
+                        msg = m;
+                    }
+                }
+            }
+        }
+    });
+    let mut id = here.connection_ids()[0];
+    let mut inbox = Vec::new();
+    c.bench_function("handoff/round_trip_two_threads", |bencher| {
+        bencher.iter(|| {
+            let m = here
+                .migrate_out(now, id, Owner::Core(1), &mut app_here)
+                .expect("movable");
+            let t = Box::new(engine::migrate::Transfer {
+                migration: m,
+                frozen_at: now,
+                origin: 0,
+                ticket: engine::migrate::Ticket(0),
+            });
+            let mut msg = CoreMessage::Migrate(t);
+            while let Err(m) = near.send(Owner::Core(1), msg) {
+                msg = m;
+            }
+            loop {
+                if near.receive(&mut inbox, 8) > 0 {
+                    break;
+                }
+                core::hint::spin_loop();
+            }
+            for msg in inbox.drain(..) {
+                if let CoreMessage::Migrate(t) = msg {
+                    id = here
+                        .migrate_in(now, t.migration, &mut app_here)
+                        .expect("adopted back");
+                }
+            }
+            black_box(id)
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = worker.join();
+}
+
+criterion_group!(benches, bench, handoff);
 criterion_main!(benches);

@@ -302,13 +302,15 @@ impl<V, L, W, R> ConnTable<V, L, W, R> {
     /// Finds what a segment arriving on `tuple` (seen from this end) belongs to, in the
     /// order described in the module documentation.
     pub fn lookup(&self, tuple: &FourTuple) -> Lookup<&V, &TimeWaitEntry<W>, &L, &Redirect<R>> {
-        if let Some(value) = self.connection(tuple) {
+        // One hash for the three tables keyed by the 4-tuple.
+        let hash = self.key.hash_tuple(tuple);
+        if let Some((_, value)) = self.connections.find(hash, |(t, _)| t == tuple) {
             return Lookup::Connection(value);
         }
-        if let Some(entry) = self.time_wait(tuple) {
+        if let Some((_, entry)) = self.time_wait.find(hash, |(t, _)| t == tuple) {
             return Lookup::TimeWait(entry);
         }
-        if let Some(redirect) = self.redirect(tuple) {
+        if let Some((_, redirect)) = self.redirects.find(hash, |(t, _)| t == tuple) {
             return Lookup::Redirect(redirect);
         }
         match self.listener_for(tuple.local) {
@@ -629,6 +631,74 @@ impl<V, L, W, R> ConnTable<V, L, W, R> {
         self.redirects
             .find(hash, |(t, _)| t == tuple)
             .map(|(_, r)| r)
+    }
+
+    /// Puts a connection where `tuple`'s redirect (if any) was, in one step: the
+    /// connection's value goes in, the redirect comes out. Refused, with both left as
+    /// they were, if the 4-tuple is a connection or a TIME_WAIT record, or the
+    /// connection table is full.
+    pub fn replace_redirect(
+        &mut self,
+        tuple: FourTuple,
+        value: V,
+    ) -> Result<Option<Redirect<R>>, Refused<V>> {
+        let hash = self.key.hash_tuple(&tuple);
+        let error = if self.connections.find(hash, |(t, _)| *t == tuple).is_some() {
+            Some(TableError::Occupied(EntryKind::Connection))
+        } else if self.time_wait.find(hash, |(t, _)| *t == tuple).is_some() {
+            Some(TableError::Occupied(EntryKind::TimeWait))
+        } else if self.connections.len() >= self.limits.connections {
+            Some(TableError::Full {
+                kind: EntryKind::Connection,
+                limit: self.limits.connections,
+            })
+        } else {
+            None
+        };
+        if let Some(error) = error {
+            return Err(Refused { error, value });
+        }
+        let old = self
+            .redirects
+            .find_entry(hash, |(t, _)| *t == tuple)
+            .ok()
+            .map(|e| e.remove().0 .1);
+        let key = self.key;
+        self.connections
+            .insert_unique(hash, (tuple, value), |(t, _)| key.hash_tuple(t));
+        Ok(old)
+    }
+
+    /// Turns `tuple`'s connection into a redirect to `owner` (until `expiry`) in one
+    /// step, returning the connection's value; `None`, changing nothing, if there is no
+    /// such connection. (The redirect table may exceed its limit by this one entry: a
+    /// connection that leaves must leave its redirect.)
+    pub fn connection_to_redirect(
+        &mut self,
+        tuple: &FourTuple,
+        owner: R,
+        expiry: Option<Instant>,
+    ) -> Option<V> {
+        let hash = self.key.hash_tuple(tuple);
+        let entry = self
+            .connections
+            .find_entry(hash, |(t, _)| t == tuple)
+            .ok()?;
+        let ((tuple, value), _) = entry.remove();
+        let key = self.key;
+        let redirect = Redirect { owner, expiry };
+        match self.redirects.find_mut(hash, |(t, _)| *t == tuple) {
+            Some((_, old)) => *old = redirect,
+            None => {
+                self.redirects
+                    .insert_unique(hash, (tuple, redirect), |(t, _)| key.hash_tuple(t));
+            }
+        }
+        if let Some(at) = expiry {
+            self.redirect_expiries.push(Reverse((at, tuple)));
+            self.purge_stale_redirect_expiries();
+        }
+        Some(value)
     }
 
     pub fn remove_redirect(&mut self, tuple: &FourTuple) -> Option<Redirect<R>> {

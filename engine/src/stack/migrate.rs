@@ -216,11 +216,10 @@ impl Stack {
             self.timers.cancel(h);
         }
         let tuple = entry.conn.tuple();
-        self.table.remove_connection(&tuple);
         // The home keeps a redirect for as long as the connection lives elsewhere; any
         // other core only for the segments already on their way.
         let expiry = (!self.is_home(&tuple)).then_some(now + REDIRECT_LINGER);
-        let _ = self.table.insert_redirect(tuple, to, expiry);
+        self.table.connection_to_redirect(&tuple, to, expiry);
         let neighbour =
             super::egress::next_hop(&self.iface, self.config.gateway, tuple.remote_ip())
                 .and_then(|hop| self.iface.arp_lookup(hop, now));
@@ -265,25 +264,19 @@ impl Stack {
         }
         let conn = Connection::restore(&m.conn, now)?;
         let tuple = conn.tuple();
-        if !matches!(
-            self.table.lookup(&tuple),
-            crate::table::Lookup::NotFound
-                | crate::table::Lookup::Listener { .. }
-                | crate::table::Lookup::Redirect(_)
-        ) {
-            return Err(MigrateError::Occupied);
-        }
         // The redirect (if any) gives way to the connection; it is put back if the
-        // installation fails.
-        let redirect = self.table.remove_redirect(&tuple);
+        // application refuses.
         let id = self.slab.insert(Entry::new(conn, m.listener_port));
-        if self.table.insert_connection(tuple, id).is_err() {
-            self.slab.remove(id);
-            if let Some(r) = redirect {
-                let _ = self.table.insert_redirect(tuple, r.owner, r.expiry);
+        let redirect = match self.table.replace_redirect(tuple, id) {
+            Ok(r) => r,
+            Err(refused) => {
+                self.slab.remove(id);
+                return Err(match refused.error {
+                    crate::table::TableError::Full { .. } => MigrateError::TableFull,
+                    _ => MigrateError::Occupied,
+                });
             }
-            return Err(MigrateError::TableFull);
-        }
+        };
         let imported = {
             let mut cx = Ctx { stack: self, now };
             app.import(&mut cx, id, &m.app)
@@ -306,7 +299,7 @@ impl Stack {
                 }
             }
         }
-        if let (Some(core), false) = (self.core(), self.is_home(&tuple)) {
+        if let Some(core) = self.core() {
             self.note_owner(tuple, Some(core));
         }
         self.touch(id);
