@@ -403,6 +403,10 @@ pub struct Interface {
     config: IfaceConfig,
     arp_cache: ArpCache,
     counters: Counters,
+    /// Addresses held besides our own (another engine's, whose connections moved here):
+    /// IPv4 to them is taken; ARP for them is answered only once announced (after a
+    /// drain, the address itself moved here).
+    adopted: Vec<(Ipv4Addr, bool)>,
 }
 
 impl Interface {
@@ -411,7 +415,44 @@ impl Interface {
             arp_cache: ArpCache::new(config.arp_cache_size, config.arp_entry_ttl),
             config,
             counters: Counters::new(),
+            adopted: Vec::new(),
         }
+    }
+
+    /// Takes IPv4 addressed to `ip` too (connections of another engine moved here keep
+    /// their address); with `announce`, also answers ARP for it (the address moved here).
+    pub fn adopt_address(&mut self, ip: Ipv4Addr, announce: bool) {
+        if ip == self.ipv4_addr() {
+            return;
+        }
+        match self.adopted.iter_mut().find(|(a, _)| *a == ip) {
+            Some(entry) => entry.1 |= announce,
+            None => self.adopted.push((ip, announce)),
+        }
+    }
+
+    /// Stops taking `ip` (no connection of its is here any more).
+    pub fn release_address(&mut self, ip: Ipv4Addr) {
+        self.adopted.retain(|(a, _)| *a != ip);
+    }
+
+    /// The addresses held besides our own, with whether each is announced.
+    pub fn adopted_addresses(&self) -> &[(Ipv4Addr, bool)] {
+        &self.adopted
+    }
+
+    /// Whether IPv4 to `ip` is ours to take.
+    pub fn is_local(&self, ip: Ipv4Addr) -> bool {
+        ip == self.ipv4_addr() || self.adopted.iter().any(|(a, _)| *a == ip)
+    }
+
+    /// Whether we answer ARP for `ip`.
+    fn answers_arp_for(&self, ip: Ipv4Addr) -> bool {
+        ip == self.ipv4_addr()
+            || self
+                .adopted
+                .iter()
+                .any(|&(a, announce)| a == ip && announce)
     }
 
     pub fn config(&self) -> &IfaceConfig {
@@ -545,7 +586,7 @@ impl Interface {
             // RFC 5227 §2.4: another host uses our address. Neither learn nor answer.
             return Verdict::Drop(DropReason::ArpConflict);
         }
-        let for_us = arp.target_protocol_addr == ours;
+        let for_us = self.answers_arp_for(arp.target_protocol_addr);
         let sender_is_host = !(sender.is_unspecified()
             || sender.is_broadcast()
             || sender.is_multicast()
@@ -580,7 +621,7 @@ impl Interface {
                 let reply = ArpRepr {
                     operation: ArpOperation::Reply,
                     source_hardware_addr: self.config.mac,
-                    source_protocol_addr: ours,
+                    source_protocol_addr: arp.target_protocol_addr,
                     target_hardware_addr: arp.source_hardware_addr,
                     target_protocol_addr: sender,
                 };
@@ -618,7 +659,7 @@ impl Interface {
         }
         // RFC 1122 §3.2.1.7: a host does not drop a datagram for its TTL, so there is no
         // TTL check here.
-        if ip.dst_addr != self.ipv4_addr() {
+        if !self.is_local(ip.dst_addr) {
             return Verdict::Drop(DropReason::Ipv4NotForUs);
         }
         let payload_offset = ip_offset + ip.header_len();
@@ -730,6 +771,26 @@ impl Interface {
     /// `Err(Truncated)` if `buf` is shorter than [`ARP_FRAME_LEN`].
     pub fn emit_gratuitous_arp(&self, buf: &mut [u8]) -> Result<usize, Error> {
         self.emit_arp_request(self.ipv4_addr(), buf)
+    }
+
+    /// A gratuitous ARP announcing `ip` (one of ours: an adopted address that moved here)
+    /// at our MAC address.
+    pub fn emit_gratuitous_arp_for(&self, ip: Ipv4Addr, buf: &mut [u8]) -> Result<usize, Error> {
+        let arp = ArpRepr {
+            operation: ArpOperation::Request,
+            source_hardware_addr: self.config.mac,
+            source_protocol_addr: ip,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: ip,
+        };
+        let len = ethernet::HEADER_LEN + arp::ETHERNET_IPV4_LEN;
+        let buf = buf.get_mut(..len).ok_or(Error::Truncated)?;
+        Ok(emit_arp_frame(
+            buf,
+            self.config.mac,
+            EthernetAddress::BROADCAST,
+            &arp,
+        ))
     }
 }
 
@@ -1665,5 +1726,55 @@ mod tests {
         assert_eq!(iface.counters().icmp_echo_replies_sent, 3);
         assert_eq!(iface.counters().dropped(DropReason::EthTruncated), 3);
         assert_eq!(iface.counters().total_dropped(), 3);
+    }
+
+    #[test]
+    fn adopted_addresses_take_ipv4_and_answer_arp_once_announced() {
+        let other = Ipv4Addr::new(10, 0, 0, 9);
+        let mut i = iface();
+        let to_other = |mut f: Vec<u8>| {
+            // Re-address the datagram to `other` (fixing the header checksum).
+            let mut p = Ipv4Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
+            p.set_dst_addr(other);
+            p.fill_checksum();
+            f
+        };
+        let mut tcp = to_other(ipv4_frame(IpProtocol::Tcp, &[0; 20]));
+        assert_eq!(
+            i.process(T0, &mut tcp),
+            Verdict::Drop(DropReason::Ipv4NotForUs)
+        );
+        i.adopt_address(other, false);
+        let mut tcp = to_other(ipv4_frame(IpProtocol::Tcp, &[0; 20]));
+        assert!(matches!(i.process(T0, &mut tcp), Verdict::Tcp { ip, .. } if ip.dst_addr == other));
+        // Not announced: ARP for it is not ours to answer.
+        let mut who = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, other);
+        assert_eq!(
+            i.process(T0, &mut who),
+            Verdict::Drop(DropReason::ArpNotForUs)
+        );
+        // Announced: answered with our MAC for that address.
+        i.adopt_address(other, true);
+        let mut who = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, other);
+        let Verdict::Transmit(len) = i.process(T0, &mut who) else {
+            panic!("an ARP reply")
+        };
+        let reply =
+            ArpRepr::parse(&ArpPacket::new_checked(&who[ethernet::HEADER_LEN..len]).unwrap())
+                .unwrap();
+        assert_eq!(reply.source_protocol_addr, other);
+        assert_eq!(reply.source_hardware_addr, OUR_MAC);
+        // A gratuitous ARP for it.
+        let mut buf = [0u8; ARP_FRAME_LEN];
+        let n = i.emit_gratuitous_arp_for(other, &mut buf).unwrap();
+        let g = ArpRepr::parse(&ArpPacket::new_checked(&buf[ethernet::HEADER_LEN..n]).unwrap())
+            .unwrap();
+        assert_eq!(
+            (g.source_protocol_addr, g.target_protocol_addr),
+            (other, other)
+        );
+        assert_eq!(i.adopted_addresses(), &[(other, true)]);
+        i.release_address(other);
+        assert!(!i.is_local(other) && i.is_local(OUR_IP));
     }
 }
