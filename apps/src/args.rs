@@ -34,8 +34,20 @@ pub enum CtlCommand {
     /// The engine's connections: id (stable across moves), 4-tuple, state, core, bytes
     /// queued.
     Conns,
-    /// Moves live connections to another core of the engine (their peers notice nothing).
+    /// Moves live connections to another core of the engine, or to a peer engine (their
+    /// clients notice nothing).
     Migrate(MigrateArgs),
+    /// Takes the engine out of service without a connection lost: moves every connection
+    /// to a peer engine, forwards what still arrives there, and hands the engine's address
+    /// over (the peer announces it); the engine can then be stopped.
+    Drain(DrainArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DrainArgs {
+    /// The peer engine that takes over (a name given to `serve --peer`).
+    #[arg(long, value_name = "PEER", value_parser = parse_name)]
+    pub to: String,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -52,8 +64,11 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub all: bool,
     /// The destination core (0 ..< --cores).
-    #[arg(long, value_name = "K")]
-    pub to_core: u16,
+    #[arg(long, value_name = "K", required_unless_present = "to", conflicts_with = "to")]
+    pub to_core: Option<u16>,
+    /// The destination engine: a peer named with `serve --peer`.
+    #[arg(long, value_name = "PEER", value_parser = parse_name)]
+    pub to: Option<String>,
 }
 
 /// How the poll loop idles when no packet arrives.
@@ -138,6 +153,18 @@ pub struct ServeArgs {
     /// Where the control socket (`NAME.sock`) is created.
     #[arg(long, default_value = crate::ctl::DEFAULT_DIR, value_name = "DIR")]
     pub ctl_dir: std::path::PathBuf,
+    /// Joins a cluster: the state channel listens on this address (the engine's own) and
+    /// port, carried on the engine's own TCP. Needs --peer and --cluster-key-file.
+    #[arg(long, value_name = "ADDR:PORT", requires_all = ["peers", "cluster_key_file"])]
+    pub channel: Option<std::net::SocketAddrV4>,
+    /// A peer engine of the cluster, by the name it serves with and its channel
+    /// endpoint; repeat for each peer.
+    #[arg(long = "peer", value_name = "NAME=ADDR:PORT", value_parser = parse_peer, requires = "channel")]
+    pub peers: Vec<(String, std::net::SocketAddrV4)>,
+    /// The cluster's shared secret (at least 32 bytes; the file must not be readable by
+    /// group or others): every channel message is authenticated with it.
+    #[arg(long, value_name = "FILE", requires = "channel")]
+    pub cluster_key_file: Option<std::path::PathBuf>,
     /// Arguments for DPDK's EAL, after `--`, e.g. `-l 0 --in-memory --vdev=net_tap0,iface=mg0`.
     #[arg(last = true, value_name = "EAL-ARGS")]
     pub eal: Vec<String>,
@@ -145,6 +172,17 @@ pub struct ServeArgs {
 
 fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
     s.parse::<Ipv4Cidr>().map_err(|e| e.to_string())
+}
+
+fn parse_peer(s: &str) -> Result<(String, std::net::SocketAddrV4), String> {
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or_else(|| "expected NAME=ADDR:PORT".to_string())?;
+    let name = parse_name(name)?;
+    let addr = addr
+        .parse::<std::net::SocketAddrV4>()
+        .map_err(|_| format!("{addr:?} is not ADDR:PORT"))?;
+    Ok((name, addr))
 }
 
 fn parse_name(s: &str) -> Result<String, String> {

@@ -3,7 +3,12 @@
 //!
 //! ```text
 //! migratory serve --ip ADDR/PREFIX [--name NAME] [--idle interrupt|sleep|spin]
-//!                 [--app NAME --port N] [--root DIR] [--device DPDK-PORT-NAME] -- EAL-ARGS
+//!                 [--app NAME --port N] [--root DIR] [--device DPDK-PORT-NAME]
+//!                 [--channel ADDR:PORT --peer NAME=ADDR:PORT... --cluster-key-file FILE]
+//!                 -- EAL-ARGS
+//! migratory ctl --name NAME stats|conns
+//! migratory ctl --name NAME migrate (--conn ID | --all) (--to-core K | --to PEER)
+//! migratory ctl --name NAME drain --to PEER
 //! ```
 //! Exit codes: 0 clean stop, 1 failure while running, 2 bad arguments or set-up.
 use clap::{Parser, Subcommand};
@@ -56,17 +61,26 @@ fn ctl(args: &CtlArgs) -> i32 {
     let command = match &args.command {
         CtlCommand::Stats => "stats".to_string(),
         CtlCommand::Conns => "conns".to_string(),
-        CtlCommand::Migrate(m) => match (&m.conn, m.all) {
-            (Some(id), _) => format!("migrate {id} {}", m.to_core),
-            (None, _) => format!("migrate all {}", m.to_core),
-        },
+        CtlCommand::Migrate(m) => {
+            let which = m.conn.as_deref().unwrap_or("all");
+            match (&m.to, m.to_core) {
+                (Some(peer), _) => format!("migrate-peer {which} {peer}"),
+                (None, Some(core)) => format!("migrate {which} {core}"),
+                // clap requires one of the two.
+                (None, None) => format!("migrate {which} -"),
+            }
+        }
+        CtlCommand::Drain(d) => format!("drain {}", d.to),
     };
     match crate::ctl::request(&args.ctl_dir, &args.name, &command) {
         // An answer that says the command could not run: one line, usage-class exit.
         Ok(v)
             if v.get("usage").is_some()
                 || (v.get("error").is_some()
-                    && !matches!(args.command, CtlCommand::Migrate(_))) =>
+                    && !matches!(
+                        args.command,
+                        CtlCommand::Migrate(_) | CtlCommand::Drain(_)
+                    )) =>
         {
             if args.json {
                 println!("{v}");
@@ -87,7 +101,7 @@ fn ctl(args: &CtlArgs) -> i32 {
             let text = match args.command {
                 CtlCommand::Stats => crate::ctl::render_stats(&v),
                 CtlCommand::Conns => crate::ctl::render_conns(&v),
-                CtlCommand::Migrate(_) => crate::ctl::render_moves(&v),
+                CtlCommand::Migrate(_) | CtlCommand::Drain(_) => crate::ctl::render_moves(&v),
             };
             print!("{text}");
             if let Some(e) = v.get("error").and_then(|e| e.as_str()) {

@@ -7,8 +7,8 @@
 //!
 //! Protocol: the client writes one command line, the server answers with one JSON
 //! document and closes. Commands: `stats`; `conns`; `migrate ID|all CORE` (ID: a
-//! connection id as `conns` shows it). A JSON answer with an `error` field reports a
-//! command that could not run.
+//! connection id as `conns` shows it); `migrate-peer ID|all PEER`; `drain PEER`. A JSON
+//! answer with an `error` field reports a command that could not run.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -18,8 +18,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use engine::control::{Command, ConnectionInfo, ControlSender, MoveResult, Reply, Request, Which};
-use engine::migrate::FlowId;
-use engine::poll::MigrationLatency;
+use engine::migrate::{FlowId, Owner};
+use engine::poll::{MigrationLatency, PeerStatus};
 use engine::stats::{Counters, LatencyHistogram};
 
 /// How long the control thread waits for the cores to answer a request.
@@ -42,6 +42,8 @@ pub struct CoreSnapshot {
     pub extra: Vec<(&'static str, u64)>,
     /// Migration latencies (moves that started or ended on this core).
     pub latency: MigrationLatency,
+    /// The peer engines as this core sees them (empty without a channel).
+    pub peers: Vec<PeerStatus>,
 }
 
 /// The latest snapshot of every core.
@@ -91,6 +93,37 @@ impl StatsBoard {
         total.iter().chain(extra).collect()
     }
 
+    /// The peers over every core: links summed, alive if any core hears the peer, the
+    /// last time any core heard it, figures summed.
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let mut merged: Vec<PeerStatus> = Vec::new();
+        for slot in &self.cores {
+            let s = match slot.lock() {
+                Ok(s) => s.peers.clone(),
+                Err(poisoned) => poisoned.into_inner().peers.clone(),
+            };
+            for p in s {
+                match merged.iter_mut().find(|m| m.name == p.name) {
+                    None => merged.push(p),
+                    Some(m) => {
+                        m.links_up += p.links_up;
+                        m.alive |= p.alive;
+                        m.last_heard = match (m.last_heard, p.last_heard) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                        m.moved_out += p.moved_out;
+                        m.failed_out += p.failed_out;
+                        m.moved_in += p.moved_in;
+                        m.refused_in += p.refused_in;
+                        m.latency.merge(&p.latency);
+                    }
+                }
+            }
+        }
+        merged
+    }
+
     /// Every core's snapshot and their sum, as one JSON document.
     pub fn to_json(&self) -> String {
         let mut total = Counters::default();
@@ -119,12 +152,39 @@ impl StatsBoard {
             ));
         }
         format!(
-            "{{\"engine\":{},\"cores\":[{}],\"total\":{}}}",
+            "{{\"engine\":{},\"cores\":[{}],\"total\":{},\"peers\":{}}}",
             serde_json::Value::String(self.name.clone()),
             cores.join(","),
-            snapshot_json(&total, &extra_total, &latency, None)
+            snapshot_json(&total, &extra_total, &latency, None),
+            peers_json(&self.peers())
         )
     }
+}
+
+/// The peers as JSON: name, channel endpoint, links up, liveness and migration figures.
+fn peers_json(peers: &[PeerStatus]) -> serde_json::Value {
+    serde_json::Value::Array(
+        peers
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "addr": p.addr.map(|a| a.to_string()),
+                    "links_up": p.links_up,
+                    "alive": p.alive,
+                    "last_heard_ms": p.last_heard.map(|d| d.as_millis() as u64),
+                    "moved_out": p.moved_out,
+                    "failed_out": p.failed_out,
+                    "moved_in": p.moved_in,
+                    "refused_in": p.refused_in,
+                    "migration_adopted_count": p.latency.count(),
+                    "migration_adopted_p50_ns": p.latency.percentile(50.0).as_nanos() as u64,
+                    "migration_adopted_p99_ns": p.latency.percentile(99.0).as_nanos() as u64,
+                    "migration_adopted_max_ns": p.latency.max().as_nanos() as u64,
+                })
+            })
+            .collect(),
+    )
 }
 
 fn snapshot_json(
@@ -190,6 +250,8 @@ pub struct ControlServer {
 struct Served {
     board: Arc<StatsBoard>,
     cores: Vec<ControlSender>,
+    /// The peer engines' names, in the order the cores number them.
+    peers: Vec<String>,
 }
 
 impl ControlServer {
@@ -199,6 +261,7 @@ impl ControlServer {
         dir: &Path,
         board: Arc<StatsBoard>,
         cores: Vec<ControlSender>,
+        peers: Vec<String>,
     ) -> Result<ControlServer, CtlError> {
         let path = socket_path(dir, &board.name);
         let shown = path.display().to_string();
@@ -218,7 +281,17 @@ impl ControlServer {
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("migratory-ctl".into())
-            .spawn(move || serve_loop(listener, Served { board, cores }, thread_stop))
+            .spawn(move || {
+                serve_loop(
+                    listener,
+                    Served {
+                        board,
+                        cores,
+                        peers,
+                    },
+                    thread_stop,
+                )
+            })
             .map_err(|e| CtlError::Bind(shown, e))?;
         Ok(ControlServer {
             path,
@@ -266,8 +339,10 @@ fn answer(stream: UnixStream, served: &Served) -> std::io::Result<()> {
         ["stats"] => served.board.to_json(),
         ["conns"] => conns_json(served),
         ["migrate", which, to] => migrate_json(served, which, to),
+        ["migrate-peer", which, to] => migrate_peer_json(served, which, to),
+        ["drain", to] => drain_json(served, to),
         _ => error_json(&format!(
-            "unknown command {:?}; try: stats, conns, migrate ID|all CORE",
+            "unknown command {:?}; try: stats, conns, migrate ID|all CORE, migrate-peer ID|all PEER, drain PEER",
             line.trim()
         )),
     };
@@ -355,22 +430,152 @@ fn conns_json(served: &Served) -> String {
     serde_json::json!({
         "engine": served.board.name,
         "connections": list.iter().map(|c| connection_json(c)).collect::<Vec<_>>(),
+        "peers": peers_json(&served.board.peers()),
         "problems": problems,
     })
     .to_string()
 }
 
-fn move_json(m: &MoveResult) -> serde_json::Value {
+fn move_json(m: &MoveResult, peers: &[String]) -> serde_json::Value {
+    // `to`: the core's number, or the peer engine's name.
+    let (to, dest) = match m.to {
+        Owner::Core(c) => (serde_json::json!(c), format!("core {c}")),
+        Owner::Peer(p) => {
+            let name = peers
+                .get(usize::from(p))
+                .cloned()
+                .unwrap_or_else(|| format!("peer {p}"));
+            (serde_json::json!(name), format!("engine {name}"))
+        }
+    };
     match m.outcome {
         Ok(latency) => serde_json::json!({
-            "id": m.flow.to_string(), "from": m.from, "to": m.to, "moved": true,
+            "id": m.flow.to_string(), "from": m.from, "to": to, "dest": dest, "moved": true,
             "latency_ns": latency.as_nanos() as u64,
         }),
         Err(e) => serde_json::json!({
-            "id": m.flow.to_string(), "from": m.from, "to": m.to, "moved": false,
+            "id": m.flow.to_string(), "from": m.from, "to": to, "dest": dest, "moved": false,
             "reason": e.name(), "error": e.to_string(),
         }),
     }
+}
+
+/// The moves and errors of the cores' answers.
+fn collect_moves(
+    served: &Served,
+    replies: &[Reply],
+    errors: &mut Vec<String>,
+) -> Vec<serde_json::Value> {
+    let mut moves = Vec::new();
+    for r in replies {
+        match r {
+            Reply::Moves { results, .. } => {
+                moves.extend(results.iter().map(|m| move_json(m, &served.peers)))
+            }
+            Reply::Error { core, error } => errors.push(format!("core {core}: {error}")),
+            Reply::Connections { .. } | Reply::Done { .. } => {}
+        }
+    }
+    moves
+}
+
+/// The number of peer `name`, or the answer that says there is none.
+fn peer_number(served: &Served, name: &str) -> Result<u16, String> {
+    if served.peers.is_empty() {
+        return Err(usage_json(
+            "this engine has no state channel (serve it with --channel, --peer and --cluster-key-file)",
+        ));
+    }
+    served
+        .peers
+        .iter()
+        .position(|p| p == name)
+        .map(|i| i as u16)
+        .ok_or_else(|| {
+            usage_json(&format!(
+                "no peer named {name:?} (peers: {})",
+                served.peers.join(", ")
+            ))
+        })
+}
+
+fn migrate_peer_json(served: &Served, which: &str, to: &str) -> String {
+    let which = match which {
+        "all" => Which::All,
+        id => match id.parse::<FlowId>() {
+            Ok(flow) => Which::One(flow),
+            Err(e) => return usage_json(&format!("{id:?}: {e}")),
+        },
+    };
+    let peer = match peer_number(served, to) {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
+    let (replies, problems) = ask_cores(
+        served,
+        Command::Migrate {
+            which,
+            to: Owner::Peer(peer),
+        },
+        None,
+    );
+    let mut errors = problems;
+    let moves = collect_moves(served, &replies, &mut errors);
+    if let (Which::One(flow), true) = (which, moves.is_empty()) {
+        if errors.is_empty() {
+            errors.push(format!(
+                "no connection with id {flow} (see `migratory ctl --name {} conns`)",
+                served.board.name
+            ));
+        }
+    }
+    let mut v = serde_json::json!({
+        "engine": served.board.name,
+        "to_peer": to,
+        "moves": moves,
+    });
+    if !errors.is_empty() {
+        v["error"] = serde_json::Value::String(errors.join("; "));
+    }
+    v.to_string()
+}
+
+/// Drain: every core forwards what it does not hold to the peer and moves all its
+/// connections there; once all moved, the address is handed over.
+fn drain_json(served: &Served, to: &str) -> String {
+    let peer = match peer_number(served, to) {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
+    let (replies, problems) = ask_cores(served, Command::Drain { to: peer }, None);
+    let mut errors = problems;
+    let moves = collect_moves(served, &replies, &mut errors);
+    let all_moved = errors.is_empty() && moves.iter().all(|m| m["moved"] == true);
+    let mut handed_over = false;
+    if all_moved {
+        let (replies, problems) = ask_cores(served, Command::HandOver { to: peer }, None);
+        errors.extend(problems);
+        let before = errors.len();
+        collect_moves(served, &replies, &mut errors);
+        handed_over = errors.len() == before
+            && replies.len() == served.cores.len()
+            && replies.iter().all(|r| matches!(r, Reply::Done { .. }));
+    } else {
+        errors.push(format!(
+            "not every connection moved: the address stays with {} (run drain again)",
+            served.board.name
+        ));
+    }
+    let mut v = serde_json::json!({
+        "engine": served.board.name,
+        "to_peer": to,
+        "moves": moves,
+        "handed_over": handed_over,
+    });
+    if !errors.is_empty() {
+        v["error"] = serde_json::Value::String(errors.join("; "));
+    }
+    v.to_string()
 }
 
 fn migrate_json(served: &Served, which: &str, to: &str) -> String {
@@ -418,16 +623,16 @@ fn migrate_json(served: &Served, which: &str, to: &str) -> String {
             }
         }
     };
-    let (replies, problems) = ask_cores(served, Command::Migrate { which, to }, only);
-    let mut moves = Vec::new();
+    let (replies, problems) = ask_cores(
+        served,
+        Command::Migrate {
+            which,
+            to: Owner::Core(to),
+        },
+        only,
+    );
     errors.extend(problems);
-    for r in &replies {
-        match r {
-            Reply::Moves { results, .. } => moves.extend(results.iter().map(move_json)),
-            Reply::Error { core, error } => errors.push(format!("core {core}: {error}")),
-            Reply::Connections { .. } => {}
-        }
-    }
+    let moves = collect_moves(served, &replies, &mut errors);
     if let (Which::One(flow), true) = (which, moves.is_empty()) {
         if errors.is_empty() {
             errors.push(format!(
@@ -488,6 +693,36 @@ pub fn render_stats(v: &serde_json::Value) -> String {
             }
         }
     }
+    out.push_str(&render_peers(v));
+    out
+}
+
+/// The peers section of a `stats` or `conns` answer: one line per peer.
+fn render_peers(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    for p in v
+        .get("peers")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let heard = match p["last_heard_ms"].as_u64() {
+            Some(ms) => format!("heard {ms} ms ago"),
+            None => "never heard".to_string(),
+        };
+        out.push_str(&format!(
+            "peer {} at {}: {}, {} link(s) up, {heard}; moved out {} (failed {}), in {} (refused {}), adopted p50 {:.1} us\n",
+            p["name"].as_str().unwrap_or("?"),
+            p["addr"].as_str().unwrap_or("?"),
+            if p["alive"] == true { "up" } else { "down" },
+            p["links_up"],
+            p["moved_out"],
+            p["failed_out"],
+            p["moved_in"],
+            p["refused_in"],
+            p["migration_adopted_p50_ns"].as_u64().unwrap_or(0) as f64 / 1000.0,
+        ));
+    }
     out
 }
 
@@ -515,6 +750,7 @@ pub fn render_conns(v: &serde_json::Value) -> String {
             c["recv_queue"],
         ));
     }
+    out.push_str(&render_peers(v));
     for p in v
         .get("problems")
         .and_then(|p| p.as_array())
@@ -538,10 +774,10 @@ pub fn render_moves(v: &serde_json::Value) -> String {
     for m in &moves {
         if m["moved"] == true {
             out.push_str(&format!(
-                "moved {} from core {} to core {} in {:.1} us\n",
+                "moved {} from core {} to {} in {:.1} us\n",
                 m["id"].as_str().unwrap_or("?"),
                 m["from"],
-                m["to"],
+                m["dest"].as_str().unwrap_or("?"),
                 m["latency_ns"].as_u64().unwrap_or(0) as f64 / 1000.0
             ));
         } else {
@@ -554,6 +790,14 @@ pub fn render_moves(v: &serde_json::Value) -> String {
         }
     }
     out.push_str(&format!("{moved} of {} moved\n", moves.len()));
+    match v.get("handed_over").and_then(|h| h.as_bool()) {
+        Some(true) => out.push_str(&format!(
+            "address handed over to {}: the engine can be stopped\n",
+            v["to_peer"].as_str().unwrap_or("?")
+        )),
+        Some(false) => out.push_str("address not handed over\n"),
+        None => {}
+    }
     out
 }
 
@@ -589,10 +833,10 @@ mod tests {
             s.counters.rx_packets = 7;
             s.extra = vec![("connections_established", 1)];
         });
-        let server = ControlServer::start(&dir, Arc::clone(&board), vec![]).unwrap();
+        let server = ControlServer::start(&dir, Arc::clone(&board), vec![], vec![]).unwrap();
         // A second engine of the same name is refused while the first runs.
         assert!(matches!(
-            ControlServer::start(&dir, StatsBoard::new("t1", 1), vec![]),
+            ControlServer::start(&dir, StatsBoard::new("t1", 1), vec![], vec![]),
             Err(CtlError::AlreadyRunning(..))
         ));
         let v = request(&dir, "t1", "stats").unwrap();

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use dpdk_sys::{Eal, EalArgs, Mempool, Port, PortConfig};
 use engine::control::{control_queue, ControlInbox, ControlSender};
 use engine::iface::{IfaceConfig, Interface};
-use engine::poll::{Engine, IdleStrategy};
+use engine::channel::{ClusterKey, MIN_KEY_LEN};
+use engine::poll::{ChannelConfig, Engine, IdleStrategy, PeerAddr};
 use engine::stack::{App, Stack, StackConfig, StackKeys};
 use engine::steer::{CoreMessage, FlowSteer, Mesh, MeshEndpoint, MeshSteer};
 use engine::table::FlowHashKey;
@@ -71,6 +72,10 @@ pub fn serve(args: &ServeArgs) -> i32 {
         // A test's control and data connections must meet on one core (see apps::iperf3).
         return usage_error("--app iperf3 runs on one core: drop --cores");
     }
+    let channel = match channel_config(args) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
     let eal_args = eal_args(args);
     if let Err(e) = preflight::check_all(&eal_args) {
         return usage_error(e);
@@ -80,7 +85,9 @@ pub fn serve(args: &ServeArgs) -> i32 {
     let board = StatsBoard::new(&args.name, cores);
     let (senders, inboxes): (Vec<ControlSender>, Vec<ControlInbox>) =
         (0..cores).map(|_| control_queue()).unzip();
-    let control = match ControlServer::start(&args.ctl_dir, Arc::clone(&board), senders) {
+    let peer_names = args.peers.iter().map(|(n, _)| n.clone()).collect();
+    let control = match ControlServer::start(&args.ctl_dir, Arc::clone(&board), senders, peer_names)
+    {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
@@ -101,10 +108,78 @@ pub fn serve(args: &ServeArgs) -> i32 {
             ))
         }
     };
-    let code = run(args, &eal, &stop, &board, &factory, fault, inboxes);
+    let code = run(args, &eal, &stop, &board, &factory, fault, channel, inboxes);
     drop(control);
     drop(eal);
     code
+}
+
+/// The state channel's configuration from `--channel`, `--peer` and
+/// `--cluster-key-file`, checked: the key file must be private to its owner and hold at
+/// least 32 bytes; the channel's address must be the engine's own; peers need distinct
+/// names other than ours.
+fn channel_config(args: &ServeArgs) -> Result<Option<ChannelConfig>, String> {
+    let Some(listen) = args.channel else {
+        return Ok(None);
+    };
+    if *listen.ip() != args.ip.address() {
+        return Err(format!(
+            "--channel {listen}: the channel listens on the engine's own address ({})",
+            args.ip.address()
+        ));
+    }
+    let Some(path) = args.cluster_key_file.as_deref() else {
+        return Err("--channel needs --cluster-key-file".into());
+    };
+    let key = read_cluster_key(path)?;
+    let mut peers: Vec<PeerAddr> = Vec::new();
+    for (name, addr) in &args.peers {
+        if *name == args.name {
+            return Err(format!("--peer {name}: that is this engine's own name"));
+        }
+        if peers.iter().any(|p| p.name == *name) {
+            return Err(format!("--peer {name}: given twice"));
+        }
+        peers.push(PeerAddr {
+            name: name.clone(),
+            addr: *addr,
+        });
+    }
+    if peers.is_empty() {
+        return Err("--channel needs at least one --peer NAME=ADDR:PORT".into());
+    }
+    Ok(Some(ChannelConfig {
+        name: args.name.clone(),
+        port: listen.port(),
+        peers,
+        key,
+    }))
+}
+
+/// Reads the cluster key: the file's bytes (a final newline dropped, so that a key
+/// written by an editor or `openssl rand -hex 32 > FILE` reads as typed).
+fn read_cluster_key(path: &std::path::Path) -> Result<ClusterKey, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("--cluster-key-file {shown}: {e}"))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "--cluster-key-file {shown}: readable by others (mode {:o}); run chmod 600 on it",
+            mode & 0o777
+        ));
+    }
+    let mut bytes =
+        std::fs::read(path).map_err(|e| format!("--cluster-key-file {shown}: {e}"))?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    ClusterKey::new(&bytes).map_err(|_| {
+        format!(
+            "--cluster-key-file {shown}: {} bytes; a cluster key needs at least {MIN_KEY_LEN}",
+            bytes.len()
+        )
+    })
 }
 
 /// What every core needs to build its engine.
@@ -128,6 +203,8 @@ struct CoreSpec {
     /// The ISN and cookie secrets, the same on every core: a connection that moves, or a
     /// SYN that reopens a TIME-WAIT 4-tuple on another core, meets the same ones.
     engine_keys: StackKeys,
+    /// The state channel to peer engines, if any.
+    channel: Option<ChannelConfig>,
 }
 
 fn run(
@@ -137,6 +214,7 @@ fn run(
     board: &Arc<StatsBoard>,
     factory: &AppFactory,
     fault: Option<FaultConfig>,
+    channel: Option<ChannelConfig>,
     inboxes: Vec<ControlInbox>,
 ) -> i32 {
     let cores = args.cores;
@@ -224,6 +302,9 @@ fn run(
         },
         fault.as_ref().map(|f| format!(" fault {f}")).unwrap_or_default(),
     );
+    if let Some(c) = &spec_channel_line(args) {
+        println!("{c}");
+    }
 
     let steer = match FlowSteer::new(cores, FlowHashKey::from_words(random_u64(), random_u64())) {
         Ok(s) => s,
@@ -249,6 +330,7 @@ fn run(
         board: Arc::clone(board),
         clock: MonotonicClock::new(),
         engine_keys: StackKeys::from_seed(random_u64()),
+        channel,
     };
 
     // Workers first, then the main lcore runs core 0 itself.
@@ -400,6 +482,14 @@ fn drive<P: engine::port::Port>(
 where
     P::Frame: Send,
 {
+    if let Some(channel) = &spec.channel {
+        let port = channel.port;
+        if let Err(e) = engine.set_channel(channel.clone(), random_u64()) {
+            eprintln!("migratory: core {index}: cannot listen on the channel port {port}: {e}");
+            spec.stop.store(true, Ordering::Release);
+            return EXIT_USAGE;
+        }
+    }
     let port_no = spec.factory.port();
     if let Err(e) = engine.with_ctx(clock.now(), |app, cx| app.start(cx, port_no)) {
         eprintln!("migratory: core {index}: cannot listen on port {port_no}: {e}");
@@ -415,6 +505,8 @@ where
             snap.extra = stack_figures(e);
             snap.extra.push(("mbufs_in_use", u64::from(pool.in_use())));
             snap.latency.clone_from(e.migration_latency());
+            snap.extra.extend(e.channel_figures());
+            snap.peers = e.peer_status(clock.now());
         })
     };
     engine.run_with(clock, &spec.stop, spec.idle, STATS_EVERY, publish);
@@ -422,6 +514,21 @@ where
     engine.shutdown(clock.now());
     publish(&engine);
     0
+}
+
+/// The line that says whom the channel links to.
+fn spec_channel_line(args: &ServeArgs) -> Option<String> {
+    let listen = args.channel?;
+    let peers: Vec<String> = args
+        .peers
+        .iter()
+        .map(|(n, a)| format!("{n}={a}"))
+        .collect();
+    Some(format!(
+        "migratory: engine {} state channel on {listen}, peers {}",
+        args.name,
+        peers.join(" ")
+    ))
 }
 
 /// TCP counters, connections by state and steering figures, as named values.

@@ -2,8 +2,8 @@
 //! for every link that joins two engines (a shared-memory link between processes of one
 //! host, the network between hosts).
 //!
-//! Owns: [`Message`] (hello, prepare, record, adopted, release, abort, forwarded frame,
-//! heartbeat), its sealed wire form, and [`Session`], the per-link state that seals and
+//! Owns: [`Message`] (hello, prepare, ready, record, adopted, release, abort, forwarded
+//! frame, heartbeat, closed, drained), its sealed wire form, and [`Session`], the per-link state that seals and
 //! opens messages: a handshake of two hellos authenticated with the cluster key, from
 //! which each direction gets its own key (HMAC-SHA256 over both sides' fresh nonces), and
 //! per-direction sequence numbers so that nothing is replayed, dropped or reordered
@@ -35,12 +35,15 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::migrate::FlowId;
+use core::net::Ipv4Addr;
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// `MGCH`.
 pub const MAGIC: [u8; 4] = *b"MGCH";
 pub const VERSION: u8 = 1;
+/// The highest message type of this version.
+const LAST_KIND: u8 = 11;
 /// Header bytes before the body.
 pub const HEADER_LEN: usize = 20;
 /// MAC bytes after the body.
@@ -146,20 +149,30 @@ impl AbortReason {
 pub enum Message {
     /// Opens a session: who is speaking and its fresh nonce.
     Hello { engine: String, nonce: [u8; 16] },
-    /// The origin asks whether the destination can take `flow` (room, a peer it knows).
+    /// The origin asks whether the destination can take `flow` (room, not held there
+    /// already), before it freezes the connection.
     Prepare { ticket: u64, flow: FlowId },
+    /// The destination's yes to [`Message::Prepare`]: the origin freezes and sends the record.
+    Ready { ticket: u64 },
     /// The connection itself: an encoded `migrate::Migration` (`migrate::codec`).
     Record { ticket: u64, record: Vec<u8> },
     /// The destination adopted the connection of `ticket`.
     Adopted { ticket: u64 },
     /// The origin let the flow go: no more frames of it will be forwarded.
-    Release { ticket: u64 },
+    Release { flow: FlowId },
     /// The move of `ticket` is off; the connection stays with (or returns to) the origin.
     Abort { ticket: u64, reason: AbortReason },
     /// A frame of a moved flow that still reached the origin.
     Frame { frame: Vec<u8> },
     /// Liveness, with the sender's clock (milliseconds), for round-trip estimates.
     Heartbeat { now_ms: u64 },
+    /// The destination's word that a connection it adopted ended there (closed, its
+    /// TIME-WAIT over): the origin stops forwarding the flow and answers
+    /// [`Message::Release`].
+    Closed { flow: FlowId },
+    /// The origin moved every connection it had and stopped answering ARP for `addr`:
+    /// the destination announces the address (gratuitous ARP) and answers for it.
+    Drained { addr: Ipv4Addr },
 }
 
 impl Message {
@@ -173,6 +186,9 @@ impl Message {
             Message::Abort { .. } => 6,
             Message::Frame { .. } => 7,
             Message::Heartbeat { .. } => 8,
+            Message::Ready { .. } => 9,
+            Message::Closed { .. } => 10,
+            Message::Drained { .. } => 11,
         }
     }
 
@@ -192,9 +208,13 @@ impl Message {
                 out.extend_from_slice(&ticket.to_le_bytes());
                 out.extend_from_slice(record);
             }
-            Message::Adopted { ticket } | Message::Release { ticket } => {
+            Message::Adopted { ticket } | Message::Ready { ticket } => {
                 out.extend_from_slice(&ticket.to_le_bytes());
             }
+            Message::Release { flow } | Message::Closed { flow } => {
+                out.extend_from_slice(&flow.0.to_le_bytes());
+            }
+            Message::Drained { addr } => out.extend_from_slice(&addr.octets()),
             Message::Abort { ticket, reason } => {
                 out.extend_from_slice(&ticket.to_le_bytes());
                 out.push(*reason as u8);
@@ -249,7 +269,9 @@ impl Message {
             }
             5 => {
                 exact(8)?;
-                Ok(Message::Release { ticket: u64_at(0)? })
+                Ok(Message::Release {
+                    flow: FlowId(u64_at(0)?),
+                })
             }
             6 => {
                 exact(9)?;
@@ -263,6 +285,22 @@ impl Message {
             8 => {
                 exact(8)?;
                 Ok(Message::Heartbeat { now_ms: u64_at(0)? })
+            }
+            9 => {
+                exact(8)?;
+                Ok(Message::Ready { ticket: u64_at(0)? })
+            }
+            10 => {
+                exact(8)?;
+                Ok(Message::Closed {
+                    flow: FlowId(u64_at(0)?),
+                })
+            }
+            11 => {
+                exact(4)?;
+                Ok(Message::Drained {
+                    addr: Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+                })
             }
             other => Err(ChannelError::UnknownType(other)),
         }
@@ -361,7 +399,7 @@ impl Session {
             return Err(ChannelError::UnknownVersion(header[4]));
         }
         let kind = header[5];
-        if !(1..=8).contains(&kind) {
+        if !(1..=LAST_KIND).contains(&kind) {
             return Err(ChannelError::UnknownType(kind));
         }
         if header[6..8] != [0, 0] {
@@ -501,7 +539,14 @@ mod tests {
                 record: vec![9; 1000],
             },
             Message::Adopted { ticket: 3 },
-            Message::Release { ticket: 4 },
+            Message::Release {
+                flow: FlowId(u64::MAX),
+            },
+            Message::Ready { ticket: 6 },
+            Message::Closed { flow: FlowId(7) },
+            Message::Drained {
+                addr: Ipv4Addr::new(10, 0, 0, 2),
+            },
             Message::Abort {
                 ticket: 5,
                 reason: AbortReason::Timeout,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crossbeam::channel::Sender;
 use crossbeam::queue::ArrayQueue;
 
-use crate::migrate::FlowId;
+use crate::migrate::{FlowId, Owner};
 use crate::stack::MigrateError;
 use crate::tcp::State;
 use crate::time::Duration;
@@ -32,8 +32,16 @@ pub enum Which {
 pub enum Command {
     /// List the core's connections.
     Connections,
-    /// Move the named connections of this core to core `to`.
-    Migrate { which: Which, to: u16 },
+    /// Move the named connections of this core to `to`: another core of this engine
+    /// ([`Owner::Core`]) or a peer engine ([`Owner::Peer`], numbered as in the channel
+    /// configuration).
+    Migrate { which: Which, to: Owner },
+    /// Drain towards peer `to`: from now on segments of flows this core does not hold
+    /// (new connections too) go to the peer, and every connection moves there.
+    Drain { to: u16 },
+    /// The drain towards peer `to` is over on every core: stop answering ARP for our
+    /// address, and tell the peer to announce it.
+    HandOver { to: u16 },
 }
 
 /// A command with where its answer goes.
@@ -68,7 +76,7 @@ pub struct ConnectionInfo {
 pub struct MoveResult {
     pub flow: FlowId,
     pub from: u16,
-    pub to: u16,
+    pub to: Owner,
     /// Freeze to adopted, or why the connection stayed (where it was, serving).
     pub outcome: Result<Duration, MigrateError>,
 }
@@ -85,6 +93,8 @@ pub enum Reply {
     Moves { core: u16, results: Vec<MoveResult> },
     /// The command cannot run on this core (a destination that is not a core, say).
     Error { core: u16, error: CommandError },
+    /// The command was carried out and there is nothing more to say.
+    Done { core: u16 },
 }
 
 /// Why a command was not carried out.
@@ -96,6 +106,12 @@ pub enum CommandError {
     SingleCore,
     #[error("the request reached this core after its asker stopped waiting; nothing done")]
     Expired,
+    #[error("this engine has no state channel (serve it with --channel and --peer)")]
+    NoChannel,
+    #[error("peer {0} does not exist (peers are 0..{1})")]
+    NoSuchPeer(u16, u16),
+    #[error("no channel link to peer {0} is up")]
+    NoLink(u16),
 }
 
 /// The control thread's end of one core's queue.

@@ -407,6 +407,9 @@ pub struct Interface {
     /// IPv4 to them is taken; ARP for them is answered only once announced (after a
     /// drain, the address itself moved here).
     adopted: Vec<(Ipv4Addr, bool)>,
+    /// Our own address was handed to another engine (a drain): ARP for it is no longer
+    /// answered, though IPv4 to it is still taken (what still reaches us is forwarded).
+    handed_over: bool,
 }
 
 impl Interface {
@@ -416,7 +419,19 @@ impl Interface {
             config,
             counters: Counters::new(),
             adopted: Vec::new(),
+            handed_over: false,
         }
+    }
+
+    /// Stops (or resumes) answering ARP for our own address: after a drain the address
+    /// belongs to the engine that took our connections, which announces it.
+    pub fn hand_over_address(&mut self, handed_over: bool) {
+        self.handed_over = handed_over;
+    }
+
+    /// Whether our own address was handed over ([`Interface::hand_over_address`]).
+    pub fn address_handed_over(&self) -> bool {
+        self.handed_over
     }
 
     /// Takes IPv4 addressed to `ip` too (connections of another engine moved here keep
@@ -446,9 +461,20 @@ impl Interface {
         ip == self.ipv4_addr() || self.adopted.iter().any(|(a, _)| *a == ip)
     }
 
+    /// Whether `ip` is ours in full: our own address, or an adopted one announced here.
+    /// (An address held only for moved connections is not: segments to it that match no
+    /// connection are not answered.)
+    pub fn owns_address(&self, ip: Ipv4Addr) -> bool {
+        ip == self.ipv4_addr()
+            || self
+                .adopted
+                .iter()
+                .any(|&(a, announce)| a == ip && announce)
+    }
+
     /// Whether we answer ARP for `ip`.
     fn answers_arp_for(&self, ip: Ipv4Addr) -> bool {
-        ip == self.ipv4_addr()
+        (ip == self.ipv4_addr() && !self.handed_over)
             || self
                 .adopted
                 .iter()
@@ -1776,5 +1802,16 @@ mod tests {
         assert_eq!(i.adopted_addresses(), &[(other, true)]);
         i.release_address(other);
         assert!(!i.is_local(other) && i.is_local(OUR_IP));
+        // Our own address handed over (a drain): IPv4 still taken, ARP no longer answered.
+        i.hand_over_address(true);
+        let mut who = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, OUR_IP);
+        assert_eq!(
+            i.process(T0, &mut who),
+            Verdict::Drop(DropReason::ArpNotForUs)
+        );
+        assert!(i.is_local(OUR_IP));
+        i.hand_over_address(false);
+        let mut who = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, OUR_IP);
+        assert!(matches!(i.process(T0, &mut who), Verdict::Transmit(_)));
     }
 }

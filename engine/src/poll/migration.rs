@@ -37,7 +37,7 @@ pub struct MigrationLatency {
 struct InFlight {
     ticket: Ticket,
     flow: FlowId,
-    to: u16,
+    to: Owner,
     frozen_at: Instant,
     /// The operator's request it belongs to (an index into `requests`).
     request: Option<usize>,
@@ -54,7 +54,7 @@ struct PendingMoves {
 /// The poll loop's migration state.
 #[derive(Debug)]
 pub(super) struct MigrationState<F> {
-    next_ticket: u64,
+    pub(super) next_ticket: u64,
     in_flight: Vec<InFlight>,
     requests: Vec<Option<PendingMoves>>,
     /// Control messages the mesh did not take yet, to send again (never dropped).
@@ -100,12 +100,12 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         self.migration.lost
     }
 
-    fn stamp(&self, now: Instant) -> Instant {
+    pub(super) fn stamp(&self, now: Instant) -> Instant {
         use crate::time::Clock;
         self.stamp.map_or(now, |c| c.now())
     }
 
-    fn this_core(&self) -> Option<u16> {
+    pub(super) fn this_core(&self) -> Option<u16> {
         match self.stack.this_core() {
             Some(Owner::Core(c)) => Some(c),
             _ => None,
@@ -180,7 +180,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                 self.migration.in_flight.push(InFlight {
                     ticket,
                     flow,
-                    to,
+                    to: Owner::Core(to),
                     frozen_at,
                     request,
                 });
@@ -197,10 +197,12 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
 
     /// Installs a transfer that did not go through, or came back, here again.
     fn take_back(&mut self, now: Instant, transfer: Transfer) {
-        if let Err((m, _)) = self
-            .stack
-            .migrate_in(now, transfer.migration, &mut self.app)
-        {
+        self.take_back_migration(now, transfer.migration);
+    }
+
+    /// Installs a migration that did not go through here again.
+    pub(super) fn take_back_migration(&mut self, now: Instant, migration: Migration) {
+        if let Err((m, _)) = self.stack.migrate_in(now, migration, &mut self.app) {
             // Nobody can hold it: tell the peer rather than leave it hanging.
             self.stack.reset_record(now, &m.conn);
             self.migration.lost += 1;
@@ -281,17 +283,27 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     /// Records the outcome of a move for the request it belongs to, and answers the
     /// request once its last move ended.
     fn resolve(&mut self, f: InFlight, outcome: Result<Duration, MigrateError>) {
-        let Some(index) = f.request else { return };
+        let from = self.this_core().unwrap_or(0);
+        self.resolve_result(
+            f.request,
+            MoveResult {
+                flow: f.flow,
+                from,
+                to: f.to,
+                outcome,
+            },
+        );
+    }
+
+    /// Adds `result` to the request it belongs to, and answers the request once its last
+    /// move ended.
+    pub(super) fn resolve_result(&mut self, request: Option<usize>, result: MoveResult) {
+        let Some(index) = request else { return };
         let from = self.this_core().unwrap_or(0);
         let Some(Some(pending)) = self.migration.requests.get_mut(index) else {
             return;
         };
-        pending.results.push(MoveResult {
-            flow: f.flow,
-            from,
-            to: f.to,
-            outcome,
-        });
+        pending.results.push(result);
         pending.outstanding = pending.outstanding.saturating_sub(1);
         if pending.outstanding == 0 {
             if let Some(done) = self.migration.requests[index].take() {
@@ -363,101 +375,158 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             });
             return;
         }
+        let refuse = |reply: Sender<Reply>, error: CommandError| {
+            let _ = reply.send(Reply::Error { core, error });
+        };
         match request.command {
             Command::Connections => {
                 let list = self.connection_infos(core);
                 let _ = request.reply.send(Reply::Connections { core, list });
             }
-            Command::Migrate { which, to } => {
+            Command::Migrate {
+                which,
+                to: Owner::Core(to),
+            } => {
                 let Some(cores) = self.stack.core_count() else {
-                    let _ = request.reply.send(Reply::Error {
-                        core,
-                        error: CommandError::SingleCore,
-                    });
-                    return;
+                    return refuse(request.reply, CommandError::SingleCore);
                 };
                 if to >= cores {
-                    let _ = request.reply.send(Reply::Error {
-                        core,
-                        error: CommandError::NoSuchCore(to, cores),
-                    });
-                    return;
+                    return refuse(request.reply, CommandError::NoSuchCore(to, cores));
                 }
-                let mut refused = Vec::new();
-                let ids: Vec<ConnId> = match which {
-                    // The destination itself moves nothing with `All`.
-                    Which::All if to == core => Vec::new(),
-                    Which::All => self.stack.connection_ids(),
-                    Which::One(flow) => match self.stack.find_flow(flow) {
-                        Some(_) if to == core => {
-                            refused.push((flow, MigrateError::SameCore));
-                            Vec::new()
-                        }
-                        Some(id) => vec![id],
-                        None if self.stack.holds_time_wait(flow) => {
-                            refused.push((
-                                flow,
-                                MigrateError::NotMovable(crate::tcp::State::TimeWait),
-                            ));
-                            Vec::new()
-                        }
-                        None => Vec::new(),
-                    },
+                self.start_moves(now, which, Owner::Core(to), request.reply);
+            }
+            Command::Migrate {
+                which,
+                to: Owner::Peer(peer),
+            } => {
+                if let Err(e) = self.check_peer(peer) {
+                    return refuse(request.reply, e);
+                }
+                self.start_moves(now, which, Owner::Peer(peer), request.reply);
+            }
+            Command::Drain { to } => {
+                if let Err(e) = self.check_peer(to) {
+                    return refuse(request.reply, e);
+                }
+                self.start_drain(to);
+                self.start_moves(now, Which::All, Owner::Peer(to), request.reply);
+            }
+            Command::HandOver { to } => {
+                if let Err(e) = self.check_peer(to) {
+                    return refuse(request.reply, e);
+                }
+                let reply = if self.hand_over(now, to) {
+                    Reply::Done { core }
+                } else {
+                    Reply::Error {
+                        core,
+                        error: CommandError::NoLink(to),
+                    }
                 };
-                let index = self.migration.requests.len();
-                self.migration.requests.push(Some(PendingMoves {
-                    reply: request.reply,
-                    outstanding: 1, // held until every move has started
-                    results: refused
-                        .into_iter()
-                        .inspect(|&(_, error)| self.stack.count_refused(error))
-                        .map(|(flow, error)| MoveResult {
+                let _ = request.reply.send(reply);
+            }
+        }
+    }
+
+    fn check_peer(&self, peer: u16) -> Result<(), CommandError> {
+        let Some(peers) = self.peers.as_ref() else {
+            return Err(CommandError::NoChannel);
+        };
+        if peer >= peers.peer_count() {
+            return Err(CommandError::NoSuchPeer(peer, peers.peer_count()));
+        }
+        Ok(())
+    }
+
+    /// Starts moving the connections `which` names to `to`, and answers `reply` once
+    /// every move ended.
+    fn start_moves(&mut self, now: Instant, which: Which, to: Owner, reply: Sender<Reply>) {
+        let core = self.this_core().unwrap_or(0);
+        let here = Owner::Core(core);
+        let is_link = |e: &Self, id: ConnId| e.peers.as_ref().is_some_and(|p| p.is_link(id));
+        let mut refused = Vec::new();
+        let ids: Vec<ConnId> = match which {
+            // The destination itself moves nothing with `All`; links never move.
+            Which::All if to == here => Vec::new(),
+            Which::All => self
+                .stack
+                .connection_ids()
+                .into_iter()
+                .filter(|&id| !is_link(self, id))
+                .collect(),
+            Which::One(flow) => match self.stack.find_flow(flow) {
+                Some(_) if to == here => {
+                    refused.push((flow, MigrateError::SameCore));
+                    Vec::new()
+                }
+                Some(id) if is_link(self, id) => Vec::new(),
+                Some(id) => vec![id],
+                None if self.stack.holds_time_wait(flow) => {
+                    refused.push((
+                        flow,
+                        MigrateError::NotMovable(crate::tcp::State::TimeWait),
+                    ));
+                    Vec::new()
+                }
+                None => Vec::new(),
+            },
+        };
+        let index = self.migration.requests.len();
+        self.migration.requests.push(Some(PendingMoves {
+            reply,
+            outstanding: 1, // held until every move has started
+            results: refused
+                .into_iter()
+                .inspect(|&(_, error)| self.stack.count_refused(error))
+                .map(|(flow, error)| MoveResult {
+                    flow,
+                    from: core,
+                    to,
+                    outcome: Err(error),
+                })
+                .collect(),
+        }));
+        for id in ids {
+            let flow = self
+                .stack
+                .connection(id)
+                .map_or(FlowId(0), |c| FlowId::of(&c.tuple()));
+            let started = match to {
+                Owner::Core(c) => self.start_move(now, id, c, Some(index)),
+                Owner::Peer(p) => self.start_peer_move(now, id, p, Some(index)),
+            };
+            match started {
+                Ok(_) => {
+                    if let Some(Some(p)) = self.migration.requests.get_mut(index) {
+                        p.outstanding += 1;
+                    }
+                }
+                // Reported like any refusal (with `All`: connections in TIME-WAIT or
+                // being reset, applications that refuse).
+                Err(error) => {
+                    if let Some(Some(p)) = self.migration.requests.get_mut(index) {
+                        p.results.push(MoveResult {
                             flow,
                             from: core,
                             to,
                             outcome: Err(error),
-                        })
-                        .collect(),
-                }));
-                for id in ids {
-                    let flow = self
-                        .stack
-                        .connection(id)
-                        .map_or(FlowId(0), |c| FlowId::of(&c.tuple()));
-                    match self.start_move(now, id, to, Some(index)) {
-                        Ok(_) => {
-                            if let Some(Some(p)) = self.migration.requests.get_mut(index) {
-                                p.outstanding += 1;
-                            }
-                        }
-                        // Reported like any refusal (with `All`: connections in
-                        // TIME-WAIT or being reset, applications that refuse).
-                        Err(error) => {
-                            if let Some(Some(p)) = self.migration.requests.get_mut(index) {
-                                p.results.push(MoveResult {
-                                    flow,
-                                    from: core,
-                                    to,
-                                    outcome: Err(error),
-                                });
-                            }
-                        }
+                        });
                     }
                 }
-                // Release the hold; answers at once if nothing is in flight.
-                let hold = InFlight {
-                    ticket: Ticket(0),
-                    flow: FlowId(0),
-                    to,
-                    frozen_at: now,
-                    request: Some(index),
-                };
-                self.release_hold(hold);
-                // Forget finished request slots at the end of the list.
-                while matches!(self.migration.requests.last(), Some(None)) {
-                    self.migration.requests.pop();
-                }
             }
+        }
+        // Release the hold; answers at once if nothing is in flight.
+        let hold = InFlight {
+            ticket: Ticket(0),
+            flow: FlowId(0),
+            to,
+            frozen_at: now,
+            request: Some(index),
+        };
+        self.release_hold(hold);
+        // Forget finished request slots at the end of the list.
+        while matches!(self.migration.requests.last(), Some(None)) {
+            self.migration.requests.pop();
         }
     }
 
@@ -498,6 +567,8 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         self.stack
             .connection_ids()
             .into_iter()
+            // The channel's links are the engine's own, not the operator's to move.
+            .filter(|&id| !self.peers.as_ref().is_some_and(|p| p.is_link(id)))
             .filter_map(|id| {
                 let c = self.stack.connection(id)?;
                 Some(ConnectionInfo {

@@ -27,7 +27,11 @@ use crate::steer::{CoreMessage, NoSteer, Steer};
 use crate::time::{Clock, Duration, Instant, MonotonicClock};
 
 mod migration;
+mod peers;
+mod remote;
 pub use migration::MigrationLatency;
+pub use peers::{ChannelConfig, ChannelCounters, PeerAddr, PeerStatus, Peers};
+pub use remote::{LIMBO, PREPARE_TIMEOUT};
 
 /// Receive bursts taken per poll at most (when the device has that many frames queued)
 /// before timers and the application run.
@@ -143,6 +147,10 @@ pub struct Engine<P: Port, A: App = NoApp, S: Steer<P::Frame> = NoSteer> {
     /// A clock for measuring migration latencies precisely (the poll's `now` is read once
     /// per poll); without one, `now` is used.
     stamp: Option<MonotonicClock>,
+    /// The state channel to peer engines, if this engine has one.
+    peers: Option<Peers>,
+    /// Moves between engines.
+    remote: remote::RemoteState,
 }
 
 impl<P: Port, A: App, S: Steer<P::Frame>> fmt::Debug for Engine<P, A, S> {
@@ -182,6 +190,53 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             migration: migration::MigrationState::default(),
             control: None,
             stamp: None,
+            peers: None,
+            remote: remote::RemoteState::default(),
+        }
+    }
+
+    /// Joins this core to the cluster of `config`: listens on the channel port, opens a
+    /// link to every peer, and takes IPv4 to the peers' addresses (connections that
+    /// move here keep theirs; ARP for them stays the peers' until a drain).
+    /// `seed` feeds the handshake nonces: give each core of each start its own.
+    pub fn set_channel(
+        &mut self,
+        config: ChannelConfig,
+        seed: u64,
+    ) -> Result<(), crate::stack::StackError> {
+        for p in &config.peers {
+            self.stack.iface_mut().adopt_address(*p.addr.ip(), false);
+        }
+        let mut peers = Peers::new(config, seed);
+        let mut cx = crate::stack::Ctx::new(&mut self.stack, Instant::ZERO);
+        peers.start(&mut cx)?;
+        self.peers = Some(peers);
+        Ok(())
+    }
+
+    /// When the loop next has timed work: the stack's earliest timer, or the channel's
+    /// next heartbeat or reconnection.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match (
+            self.stack.poll_timeout(),
+            self.peers.as_ref().and_then(Peers::next_deadline),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Delivers the connections' events: to the channel's links and to the application.
+    fn dispatch(&mut self, now: Instant) {
+        match self.peers.as_mut() {
+            Some(peers) => {
+                let mut split = peers::Split {
+                    peers,
+                    app: &mut self.app,
+                };
+                self.stack.dispatch(now, &mut split);
+            }
+            None => self.stack.dispatch(now, &mut self.app),
         }
     }
 
@@ -238,7 +293,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             let mut cx = crate::stack::Ctx::new(&mut self.stack, now);
             f(&mut self.app, &mut cx)
         };
-        self.stack.dispatch(now, &mut self.app);
+        self.dispatch(now);
         self.transmit(now);
         r
     }
@@ -272,7 +327,10 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             }
         }
         self.stack.handle_timers(now);
-        self.stack.dispatch(now, &mut self.app);
+        self.dispatch(now);
+        if self.peers.is_some() {
+            self.channel_work(now);
+        }
         self.transmit(now);
         self.after_transmit(now);
         if now >= self.next_arp_check {
@@ -304,7 +362,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     /// and sends the RSTs: what a clean stop does before the port closes.
     pub fn shutdown(&mut self, now: Instant) {
         self.stack.abort_all();
-        self.stack.dispatch(now, &mut self.app);
+        self.dispatch(now);
         self.transmit(now);
     }
 
@@ -349,6 +407,9 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                     // in. Counted rather than assumed.
                     self.stack.count_drop(DropReason::NoBuffers);
                 }
+            }
+            Received::NotOurs(Owner::Peer(peer)) => {
+                self.forward_to_peer(now, peer, frame.data());
             }
             Received::NotOurs(owner) => self.forward(owner, frame, hops),
             // Used, or dropped and counted by the stack. The frame is freed on drop.
@@ -502,8 +563,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             }
             // Never idle past the next timer (or the next report).
             let until_timer = self
-                .stack
-                .poll_timeout()
+                .next_deadline()
                 .map_or(Duration::MAX, |d| d.saturating_duration_since(now))
                 .min(next_report.saturating_duration_since(now));
             match strategy {

@@ -169,7 +169,7 @@ impl<A: App, S: Steer<VecFrame>> PortDriver for crate::poll::Engine<SimPort, A, 
     }
     fn poll(&mut self, now: Instant) -> Option<Instant> {
         self.poll_once(now);
-        let timers = self.stack().poll_timeout();
+        let timers = self.next_deadline();
         // Connections waiting for a MAC address: come back when the loop next sends an
         // ARP request for them.
         let arp = if self.stack().unresolved(now).is_empty() {

@@ -29,6 +29,9 @@ pub struct TcpCounters {
     pub sack_retransmits: u64,
     /// Tail loss probes sent (RFC 8985 §7).
     pub loss_probes: u64,
+    /// Segments of no connection here to an address held for another engine's moved
+    /// connections: dropped, not reset.
+    pub segments_to_held_address: u64,
 }
 
 impl TcpCounters {
@@ -50,6 +53,7 @@ impl TcpCounters {
             rto_expiries,
             sack_retransmits,
             loss_probes,
+            segments_to_held_address,
         } = *self;
         [
             ("tcp_segments_in", segments_in),
@@ -68,6 +72,7 @@ impl TcpCounters {
             ("tcp_rto_expiries", rto_expiries),
             ("tcp_sack_retransmits", sack_retransmits),
             ("tcp_loss_probes", loss_probes),
+            ("tcp_segments_to_held_address", segments_to_held_address),
         ]
         .into_iter()
     }

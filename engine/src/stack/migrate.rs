@@ -47,6 +47,16 @@ pub enum MigrateError {
     SameCore,
     #[error("the destination's queue is full (busy)")]
     DestinationBusy,
+    #[error("no channel link to the peer is up")]
+    PeerUnavailable,
+    #[error("the peer refused the connection (no room, already held there, or a record it would not take)")]
+    PeerRefused,
+    #[error("the peer did not answer in time")]
+    PeerTimeout,
+    #[error("the peer went away during the move")]
+    PeerLost,
+    #[error("the record does not decode")]
+    BadRecord,
 }
 
 impl MigrateError {
@@ -63,6 +73,11 @@ impl MigrateError {
             MigrateError::Invalid(_) => "invalid_record",
             MigrateError::SameCore => "same_core",
             MigrateError::DestinationBusy => "destination_busy",
+            MigrateError::PeerUnavailable => "peer_unavailable",
+            MigrateError::PeerRefused => "peer_refused",
+            MigrateError::PeerTimeout => "peer_timeout",
+            MigrateError::PeerLost => "peer_lost",
+            MigrateError::BadRecord => "bad_record",
         }
     }
 }
@@ -220,6 +235,11 @@ impl Stack {
         // other core only for the segments already on their way.
         let expiry = (!self.is_home(&tuple)).then_some(now + REDIRECT_LINGER);
         self.table.connection_to_redirect(&tuple, to, expiry);
+        if matches!(to, Owner::Peer(_)) {
+            // The home hands the flow's segments to the peer from now on (a core's own
+            // moves are announced by the destination core).
+            self.note_owner(tuple, Some(to));
+        }
         let neighbour =
             super::egress::next_hop(&self.iface, self.config.gateway, tuple.remote_ip())
                 .and_then(|hop| self.iface.arp_lookup(hop, now));
@@ -314,6 +334,46 @@ impl Stack {
         Ok(id)
     }
 
+    /// Counts a migration that failed here, the destination, before reaching the stack
+    /// (a record that does not decode).
+    pub fn count_failed(&mut self, e: MigrateError) {
+        self.migration.failed(e);
+    }
+
+    /// After a drain: hands segments of every flow this core does not hold to `to` (new
+    /// connections included), but those to the local ports in `except` (the channel's
+    /// own). `None` stops it.
+    pub fn set_forward_unknown(&mut self, to: Option<Owner>, except: Vec<u16>) {
+        self.forward_unknown = to.map(|o| (o, except));
+    }
+
+    /// Where segments of unknown flows go, after a drain.
+    pub fn forwards_unknown_to(&self) -> Option<Owner> {
+        self.forward_unknown.as_ref().map(|(o, _)| *o)
+    }
+
+    /// Whether this core holds anything for `tuple`: the connection, its TIME-WAIT
+    /// record, or a redirect to where it lives.
+    pub fn holds_tuple(&self, tuple: &FourTuple) -> bool {
+        !matches!(
+            self.table.lookup(tuple),
+            crate::table::Lookup::NotFound | crate::table::Lookup::Listener { .. }
+        )
+    }
+
+    /// The peer engine `peer` said the connection of `tuple` (moved there from here)
+    /// ended: its redirect goes, here and at the home core.
+    pub fn end_peer_redirect(&mut self, tuple: FourTuple, peer: u16) {
+        if self
+            .table
+            .redirect(&tuple)
+            .is_some_and(|r| r.owner == Owner::Peer(peer))
+        {
+            self.table.remove_redirect(&tuple);
+        }
+        self.note_released(tuple);
+    }
+
     /// Applies an owner update from another core to this (home) core's redirects.
     pub fn apply_owner_update(&mut self, tuple: FourTuple, owner: Option<Owner>, from: Owner) {
         self.migration.owner_updates += 1;
@@ -326,8 +386,14 @@ impl Stack {
                 let _ = self.table.insert_redirect(tuple, o, None);
             }
             None => {
-                // Only the owner it names may withdraw a redirect: a newer one stays.
-                if self.table.redirect(&tuple).is_some_and(|r| r.owner == from) {
+                // Only the owner it names may withdraw a redirect: a newer one stays. A
+                // redirect to a peer engine is withdrawn by the core that moved the flow
+                // there, once the peer said the connection ended.
+                if self
+                    .table
+                    .redirect(&tuple)
+                    .is_some_and(|r| r.owner == from || matches!(r.owner, Owner::Peer(_)))
+                {
                     self.table.remove_redirect(&tuple);
                 }
             }

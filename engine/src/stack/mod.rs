@@ -171,6 +171,9 @@ pub struct Stack {
     migration: MigrationCounters,
     /// Freeze instants of moved connections that sent their first segment here.
     first_sends: Vec<Instant>,
+    /// After a drain: segments of flows this core does not hold (new connections
+    /// included) go to this owner, except those to the local ports listed (the channel's).
+    forward_unknown: Option<(Owner, Vec<u16>)>,
 }
 
 /// What [`Stack::receive`] did with a frame.
@@ -215,6 +218,7 @@ impl Stack {
             owner_updates: Vec::new(),
             migration: MigrationCounters::default(),
             first_sends: Vec::new(),
+            forward_unknown: None,
         }
     }
 
@@ -315,7 +319,9 @@ impl Stack {
 
     /// Listens on `port` of the interface's address.
     pub fn listen(&mut self, port: u16) -> Result<(), StackError> {
-        let local = SocketAddrV4::new(self.iface.ipv4_addr(), port);
+        // Every address of the interface: our own, and one adopted from an engine that
+        // drained its connections here takes new connections too.
+        let local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
         let index = self.listeners.len() as u32;
         self.table
             .insert_listener(local, index)
@@ -499,6 +505,12 @@ impl Stack {
                         return Received::NotOurs(Owner::Core(home));
                     }
                 }
+                if let Some((to, except)) = &self.forward_unknown {
+                    if !except.contains(&tuple.local.port()) {
+                        self.migration.redirected += 1;
+                        return Received::NotOurs(*to);
+                    }
+                }
             }
             Lookup::Connection(_) | Lookup::TimeWait(_) => {}
         }
@@ -560,6 +572,12 @@ impl Stack {
             Lookup::Listener {
                 listener: &index, ..
             } => self.listener_input(now, index, tuple, &repr),
+            Lookup::NotFound if !self.iface.owns_address(tuple.local_ip()) => {
+                // To an address held for another engine's moved connections: a segment
+                // forwarded ahead of its connection's record, or one of a connection
+                // that closed here. Not ours to reset: the peer's connection may live.
+                self.tcp.segments_to_held_address += 1;
+            }
             Lookup::NotFound => {
                 // RFC 9293 §3.10.7.1: a segment to no connection gets a RST (unless it is one).
                 if let Some(rst) = reset_for(&repr) {
