@@ -171,6 +171,6 @@ mod tests {
         assert_eq!(sorted.len(), names.len(), "duplicate names: {names:?}");
         assert!(names.iter().all(|n| n.starts_with("tcp_")));
         assert_eq!(c.iter().next(), Some(("tcp_segments_in", 1)));
-        assert_eq!(c.iter().last(), Some(("tcp_loss_probes", 0)));
+        assert_eq!(c.iter().last(), Some(("tcp_segments_to_held_address", 0)));
     }
 }
