@@ -64,7 +64,12 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub all: bool,
     /// The destination core (0 ..< --cores).
-    #[arg(long, value_name = "K", required_unless_present = "to", conflicts_with = "to")]
+    #[arg(
+        long,
+        value_name = "K",
+        required_unless_present = "to",
+        conflicts_with = "to"
+    )]
     pub to_core: Option<u16>,
     /// The destination engine: a peer named with `serve --peer`.
     #[arg(long, value_name = "PEER", value_parser = parse_name)]

@@ -77,10 +77,7 @@ fn ctl(args: &CtlArgs) -> i32 {
         Ok(v)
             if v.get("usage").is_some()
                 || (v.get("error").is_some()
-                    && !matches!(
-                        args.command,
-                        CtlCommand::Migrate(_) | CtlCommand::Drain(_)
-                    )) =>
+                    && !matches!(args.command, CtlCommand::Migrate(_) | CtlCommand::Drain(_))) =>
         {
             if args.json {
                 println!("{v}");

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dpdk_sys::{Eal, EalArgs, Mempool, Port, PortConfig};
+use engine::channel::{ClusterKey, MIN_KEY_LEN};
 use engine::control::{control_queue, ControlInbox, ControlSender};
 use engine::iface::{IfaceConfig, Interface};
-use engine::channel::{ClusterKey, MIN_KEY_LEN};
 use engine::poll::{ChannelConfig, Engine, IdleStrategy, PeerAddr};
 use engine::stack::{App, Stack, StackConfig, StackKeys};
 use engine::steer::{CoreMessage, FlowSteer, Mesh, MeshEndpoint, MeshSteer};
@@ -108,7 +108,18 @@ pub fn serve(args: &ServeArgs) -> i32 {
             ))
         }
     };
-    let code = run(args, &eal, &stop, &board, &factory, fault, channel, inboxes);
+    let code = run(
+        args,
+        &eal,
+        &stop,
+        &board,
+        &factory,
+        Options {
+            fault,
+            channel,
+            inboxes,
+        },
+    );
     drop(control);
     drop(eal);
     code
@@ -169,8 +180,7 @@ fn read_cluster_key(path: &std::path::Path) -> Result<ClusterKey, String> {
             mode & 0o777
         ));
     }
-    let mut bytes =
-        std::fs::read(path).map_err(|e| format!("--cluster-key-file {shown}: {e}"))?;
+    let mut bytes = std::fs::read(path).map_err(|e| format!("--cluster-key-file {shown}: {e}"))?;
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
     }
@@ -180,6 +190,14 @@ fn read_cluster_key(path: &std::path::Path) -> Result<ClusterKey, String> {
             bytes.len()
         )
     })
+}
+
+/// What `run` takes besides the arguments: fault injection, the state channel, and the
+/// cores' control queues.
+struct Options {
+    fault: Option<FaultConfig>,
+    channel: Option<ChannelConfig>,
+    inboxes: Vec<ControlInbox>,
 }
 
 /// What every core needs to build its engine.
@@ -213,10 +231,13 @@ fn run(
     stop: &Arc<AtomicBool>,
     board: &Arc<StatsBoard>,
     factory: &AppFactory,
-    fault: Option<FaultConfig>,
-    channel: Option<ChannelConfig>,
-    inboxes: Vec<ControlInbox>,
+    options: Options,
 ) -> i32 {
+    let Options {
+        fault,
+        channel,
+        inboxes,
+    } = options;
     let cores = args.cores;
     let lcores: Vec<u32> = eal.lcores().into_iter().take(usize::from(cores)).collect();
     if lcores.len() < usize::from(cores) {
@@ -519,11 +540,7 @@ where
 /// The line that says whom the channel links to.
 fn spec_channel_line(args: &ServeArgs) -> Option<String> {
     let listen = args.channel?;
-    let peers: Vec<String> = args
-        .peers
-        .iter()
-        .map(|(n, a)| format!("{n}={a}"))
-        .collect();
+    let peers: Vec<String> = args.peers.iter().map(|(n, a)| format!("{n}={a}")).collect();
     Some(format!(
         "migratory: engine {} state channel on {listen}, peers {}",
         args.name,

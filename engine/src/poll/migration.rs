@@ -462,10 +462,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                 Some(id) if is_link(self, id) => Vec::new(),
                 Some(id) => vec![id],
                 None if self.stack.holds_time_wait(flow) => {
-                    refused.push((
-                        flow,
-                        MigrateError::NotMovable(crate::tcp::State::TimeWait),
-                    ));
+                    refused.push((flow, MigrateError::NotMovable(crate::tcp::State::TimeWait)));
                     Vec::new()
                 }
                 None => Vec::new(),

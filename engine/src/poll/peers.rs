@@ -501,6 +501,19 @@ impl Peers {
         }
         self.scratch = buf;
         let now = cx.now();
+        if !self.links[i].rx.is_empty() {
+            // Bytes of a long message (a record) are a sign of life too: heartbeats
+            // queue behind it on the link.
+            self.links[i].last_heard = now;
+            if let Some(p) = self.links[i]
+                .peer
+                .and_then(|p| self.peers.get_mut(usize::from(p)))
+            {
+                if self.links[i].session.is_established() {
+                    p.last_heard = Some(now);
+                }
+            }
+        }
         let mut at = 0;
         loop {
             let link = &mut self.links[i];
@@ -606,21 +619,27 @@ impl Peers {
 
     /// When the next heartbeat or liveness check is due (the loop must not idle past it).
     pub fn next_deadline(&self) -> Option<Instant> {
-        let beats = self
-            .links
-            .iter()
-            .map(|l| l.last_sent + HEARTBEAT_EVERY)
-            .min();
-        let connects = self
-            .peers
-            .iter()
-            .filter(|p| p.out_link.is_none())
-            .map(|p| p.next_connect)
-            .min();
-        match (beats, connects) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let links = self.links.iter().map(|l| {
+            if l.session.is_established() {
+                (l.last_sent + HEARTBEAT_EVERY).min(l.last_heard + PEER_DEAD_AFTER)
+            } else {
+                l.opened + HANDSHAKE_TIMEOUT
+            }
+        });
+        let peers = self.peers.iter().filter_map(|p| {
+            if p.out_link.is_none() {
+                Some(p.next_connect)
+            } else {
+                p.last_heard
+                    .filter(|_| p.alive)
+                    .map(|t| t + PEER_DEAD_AFTER)
+            }
+        });
+        // Just past each deadline: the checks are strict (`>`).
+        links
+            .chain(peers)
+            .min()
+            .map(|t| t + Duration::from_micros(1))
     }
 
     /// Resets every link (a stopping engine).

@@ -395,7 +395,9 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         let tuple = migration.conn.tuple;
         // The connection keeps its address: take IPv4 to it (ARP stays the origin's).
         if !self.stack.iface().is_local(tuple.local_ip()) {
-            self.stack.iface_mut().adopt_address(tuple.local_ip(), false);
+            self.stack
+                .iface_mut()
+                .adopt_address(tuple.local_ip(), false);
         }
         match self.stack.migrate_in(now, migration, &mut self.app) {
             Ok(_) => {
@@ -413,13 +415,11 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     /// A frame a peer forwarded: in as if the port had received it.
     fn inject_frame(&mut self, now: Instant, data: &[u8]) {
         let Some(mut frame) = self.port.alloc(data.len()) else {
-            self.stack
-                .count_drop(crate::stats::DropReason::NoBuffers);
+            self.stack.count_drop(crate::stats::DropReason::NoBuffers);
             return;
         };
         if !frame.set_len(data.len()) {
-            self.stack
-                .count_drop(crate::stats::DropReason::NoBuffers);
+            self.stack.count_drop(crate::stats::DropReason::NoBuffers);
             return;
         }
         frame.data_mut().copy_from_slice(data);
@@ -482,7 +482,10 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                     );
                     self.end_move_failed(now, mv, MigrateError::PeerTimeout);
                 }
-                Phase::Sent { ref copy, frozen_at } => {
+                Phase::Sent {
+                    ref copy,
+                    frozen_at,
+                } => {
                     // The answer was lost with the link; the peer is up: it adopted.
                     self.remote.assumed_adopted += 1;
                     let latency = self.stamp(now).saturating_duration_since(frozen_at);
