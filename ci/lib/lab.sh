@@ -19,6 +19,10 @@
 #                                  towards the engine (this kernel has no netem)
 #   lab_tap_queue NAME FRAMES      the kernel-side queue of NAME's tap (checked)
 #   lab_tap_drops NAME             frames towards the engine its tap's queue dropped
+#   lab_alias NAME HOST            name NAME a second engine in host HOST's namespace
+#   lab_bridge_join NAME HOST      put engine NAME's tap on HOST's bridge (see lab_peer):
+#                                  engines of one lab on one segment
+#   lab_cluster_key                a fresh cluster key file (mode 600); prints its path
 #   lab_cleanup                    stop every engine, delete every namespace
 
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -183,6 +187,35 @@ lab_peer() {
   ip -n "$pns" link set vp1 txqueuelen 10000
   ip -n "$pns" link set vp1 up
   LAB_KIP[$peer]=$pip
+}
+
+# lab_alias NAME HOST: NAME is another engine in HOST's namespace (lab_engine NAME then
+# starts it there, on a tap of its own).
+lab_alias() {
+  local name=$1 host=$2
+  [ -n "${LAB_NS[$host]:-}" ] || { lab_fail "no host $host"; return 1; }
+  LAB_NS[$name]=${LAB_NS[$host]}
+}
+
+# lab_bridge_join NAME HOST: engine NAME's tap joins the bridge of host HOST (made by
+# lab_peer), so that the engines, HOST's kernel and the peer share one segment. The
+# kernel address lab_engine gave NAME's tap goes (the bridge holds HOST's).
+lab_bridge_join() {
+  local name=$1 host=$2
+  local ns=${LAB_NS[$host]} tap=${LAB_TAP[$name]}
+  ip -n "$ns" link show br0 >/dev/null 2>&1 || { lab_fail "host $host has no bridge (lab_peer first)"; return 1; }
+  ip -n "$ns" addr flush dev "$tap"
+  ip -n "$ns" link set "$tap" address "$(lab_random_mac)"
+  ip -n "$ns" link set "$tap" master br0 || { lab_fail "cannot put $tap on br0"; return 1; }
+  ip -n "$ns" link set "$tap" up
+  LAB_KIP[$name]=${LAB_KIP[$host]}
+}
+
+# A cluster key for engines' --cluster-key-file: 32 random bytes as hex, mode 600.
+lab_cluster_key() {
+  local f="$LAB_DIR/cluster.key"
+  (umask 077; python3 -c 'import os; print(os.urandom(32).hex())' >"$f")
+  echo "$f"
 }
 
 # lab_wire_loss NAME PERCENT: the bridge of host NAME (see lab_peer) drops PERCENT% of

@@ -423,6 +423,12 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             return;
         }
         frame.data_mut().copy_from_slice(data);
+        // The frame was addressed to the origin's MAC (the sender's neighbour entry still
+        // names it): it is ours now, so it gets our address and passes the MAC filter.
+        if data.len() >= 6 {
+            let mac = self.stack.iface().mac().0;
+            frame.data_mut()[..6].copy_from_slice(&mac);
+        }
         if let Some(p) = self.peers.as_mut() {
             p.counters.frames_received += 1;
         }
