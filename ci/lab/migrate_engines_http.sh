@@ -17,11 +17,11 @@
 set -uo pipefail
 here=$(dirname "$0")
 source "$here/../lib/lab.sh"
+source "$here/../lib/cluster.sh"
 lab_init
 
 SIZE=$((256 * 1024 * 1024))
 RATE=${RATE:-28M}
-PORT=7000
 
 fail() {
   echo "FAIL: $*"
@@ -38,46 +38,15 @@ fail() {
   done
   exit 1
 }
-ctl() { local e=$1; shift; "$MIGRATORY_BIN" ctl --name "$e-$LAB_ID" "$@"; }
-jget() { python3 -c 'import json,sys; v=json.load(sys.stdin); r=eval(sys.argv[1]); print(r if not isinstance(r,(dict,list)) else json.dumps(r))' "$1"; }
-counter() { ctl "$1" stats --json | jget "v['total'].get('$2', 0)"; }
-size_of() { stat -c %s "$1" 2>/dev/null || echo 0; }
-# wait_size FILE BYTES SECONDS PID: FILE reaches BYTES within SECONDS while PID runs.
-wait_size() {
-  local i
-  for ((i = 0; i < $3 * 20; i++)); do
-    [ "$(size_of "$1")" -ge "$2" ] && return 0
-    kill -0 "$4" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
+ctl() { cluster_ctl "$@"; }
+counter() { cluster_counter "$@"; }
 
 root="$LAB_DIR/site"
 mkdir -p "$root"
 head -c "$SIZE" /dev/urandom >"$root/big.bin"
 want=$(sha256sum "$root/big.bin" | cut -d' ' -f1)
-key=$(lab_cluster_key)
-
 A_IP=10.91.0.2 B_IP=10.91.0.5
-lab_host a || exit 1
-lab_engine a $A_IP/24 --idle interrupt --app http --root "$root" \
-  --channel $A_IP:$PORT --peer "b-$LAB_ID=$B_IP:$PORT" --cluster-key-file "$key" || exit 1
-lab_peer a client || exit 1
-lab_alias b a
-lab_engine b $B_IP/24 --idle interrupt --app http --root "$root" \
-  --channel $B_IP:$PORT --peer "a-$LAB_ID=$A_IP:$PORT" --cluster-key-file "$key" || exit 1
-lab_bridge_join b a || exit 1
-
-# The channel comes up: both engines see the other alive, with a link each way.
-up=""
-for _ in $(seq 1 100); do
-  ua=$(ctl a stats --json | jget "all(p['alive'] and p['links_up'] >= 2 for p in v['peers'])")
-  ub=$(ctl b stats --json | jget "all(p['alive'] and p['links_up'] >= 2 for p in v['peers'])")
-  [ "$ua $ub" = "True True" ] && { up=yes; break; }
-  sleep 0.1
-done
-[ -n "$up" ] || fail "the channel between A and B did not come up in 10 s"
+cluster_up $A_IP $B_IP --idle interrupt --app http --root "$root" || fail "no cluster"
 echo "channel up: $(ctl a stats | grep '^peer')"
 
 # download N: curl from A in the client namespace, in the background (pid in $curl_pid).

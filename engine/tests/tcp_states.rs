@@ -887,6 +887,17 @@ fn nagle_coalesces_small_writes_while_data_is_unacknowledged() {
     drain(&mut conn, T0);
     conn.send(b"b").unwrap();
     assert_eq!(drain(&mut conn, T0).len(), 1);
+    // Nagle turned off on one connection (TCP_NODELAY), the configuration's default kept.
+    let (mut conn, _) = established(&config, T0);
+    conn.set_nagle(false);
+    conn.send(b"a").unwrap();
+    drain(&mut conn, T0);
+    conn.send(b"b").unwrap();
+    assert_eq!(
+        drain(&mut conn, T0).len(),
+        1,
+        "sent at once with 'a' in flight"
+    );
 }
 
 #[test]

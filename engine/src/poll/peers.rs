@@ -431,6 +431,10 @@ impl Peers {
     }
 
     fn add_link(&mut self, cx: &mut Ctx<'_>, conn: ConnId, peer: Option<u16>) {
+        // Messages (a forwarded ACK, a prepare) must leave at once: with Nagle's
+        // algorithm a small message waits for the acknowledgment of the one before,
+        // which the peer delays (40 ms), and every move and forwarded frame with it.
+        let _ = cx.set_nodelay(conn, true);
         let mut nonce = [0u8; 16];
         nonce[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
         nonce[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes());

@@ -231,6 +231,15 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    /// TCP_NODELAY: with `true`, small writes leave at once instead of waiting, while
+    /// data is in flight, for an acknowledgment (Nagle's algorithm, on by default).
+    pub fn set_nodelay(&mut self, conn: ConnId, nodelay: bool) -> Result<(), StackError> {
+        self.stack.with_conn(conn, |c| {
+            c.set_nagle(!nodelay);
+            Ok(())
+        })
+    }
+
     /// The application's word for this connection (0 until set).
     pub fn user_data(&self, conn: ConnId) -> u64 {
         self.stack.user_data(conn)

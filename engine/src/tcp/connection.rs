@@ -659,6 +659,12 @@ impl Connection {
     }
 
     /// ABORT (RFC 9293 §3.10.5): sends a RST where the peer has state and goes to CLOSED.
+    /// Turns Nagle's algorithm on or off for this connection (off: TCP_NODELAY), for
+    /// request/response or message traffic whose small writes must leave at once.
+    pub fn set_nagle(&mut self, on: bool) {
+        self.params.nagle = on;
+    }
+
     pub fn abort(&mut self) {
         if matches!(
             self.state,
