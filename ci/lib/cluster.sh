@@ -5,8 +5,9 @@
 #                                  host a's namespace, each on its own tap, on one bridge
 #                                  with the Linux namespace `client` (.3 of the subnet);
 #                                  their state channel on port $CLUSTER_PORT of their own
-#                                  TCP under a fresh cluster key. Waits (10 s) until each
-#                                  sees the other alive with a link each way.
+#                                  TCP under a fresh cluster key ($CLUSTER_KEY). Waits
+#                                  (10 s) until each sees the other alive with a link
+#                                  each way. SERVE ARGS go to both engines.
 #   cluster_ctl E ARGS...          `migratory ctl` for engine E (a or b)
 #   cluster_counter E NAME         engine E's counter NAME (0 if it has none)
 #   cluster_mac E                  engine E's MAC address (from its start-up line)
@@ -49,6 +50,7 @@ cluster_up() {
   local a_ip=$1 b_ip=$2; shift 2
   local key
   key=$(lab_cluster_key)
+  CLUSTER_KEY=$key
   lab_host a || return 1
   lab_engine a "$a_ip/24" "$@" --channel "$a_ip:$CLUSTER_PORT" \
     --peer "b-$LAB_ID=$b_ip:$CLUSTER_PORT" --cluster-key-file "$key" || return 1
@@ -57,9 +59,10 @@ cluster_up() {
   lab_engine b "$b_ip/24" "$@" --channel "$b_ip:$CLUSTER_PORT" \
     --peer "a-$LAB_ID=$a_ip:$CLUSTER_PORT" --cluster-key-file "$key" || return 1
   lab_bridge_join b a || return 1
-  local up="all(p['alive'] and p['links_up'] >= 2 for p in v['peers'])" _
+  local up="any(p['name'] == '%s-$LAB_ID' and p['alive'] and p['links_up'] >= 2 for p in v['peers'])" _
+  # shellcheck disable=SC2059
   for _ in $(seq 1 100); do
-    [ "$(cluster_ctl a stats --json | jget "$up") $(cluster_ctl b stats --json | jget "$up")" = "True True" ] &&
+    [ "$(cluster_ctl a stats --json | jget "$(printf "$up" b)") $(cluster_ctl b stats --json | jget "$(printf "$up" a)")" = "True True" ] &&
       return 0
     sleep 0.1
   done
