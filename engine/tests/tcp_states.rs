@@ -1112,3 +1112,26 @@ fn rto_is_three_seconds_after_a_syn_timeout() {
     );
     assert_eq!(conn.rto(), Duration::from_secs(3));
 }
+
+#[test]
+fn a_raised_congestion_window_sends_a_burst_in_one_round_trip() {
+    // Before the handshake there is no window to raise (the SYN-ACK sets it afresh).
+    let (mut conn, _) = syn_sent(&hand_config(false));
+    assert!(!conn.raise_congestion_window(64 * 1024));
+    let (mut conn, mut peer) = established(&hand_config(false), T0);
+    let initial = conn.cwnd();
+    assert!(conn.raise_congestion_window(64 * 1024));
+    assert_eq!(conn.cwnd(), 64 * 1024);
+    // It only raises.
+    assert!(conn.raise_congestion_window(initial));
+    assert_eq!(conn.cwnd(), 64 * 1024);
+    peer.window = u16::MAX;
+    let ack = peer.seg(Control::None, b"");
+    peer.send(&mut conn, T0, &ack);
+    conn.send(&[7u8; 60 * 1024]).unwrap();
+    let sent: usize = drain(&mut conn, T0).iter().map(|s| s.payload.len()).sum();
+    assert!(
+        sent > initial as usize && sent >= 60 * 1024 - 1460,
+        "{sent} bytes in the first flight (initial window {initial})"
+    );
+}

@@ -240,6 +240,20 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    /// Raises an established connection's congestion window to at least `bytes` (see
+    /// `Connection::raise_congestion_window`); `InvalidState` before the handshake.
+    pub fn raise_congestion_window(&mut self, conn: ConnId, bytes: u32) -> Result<(), StackError> {
+        self.stack.with_conn(conn, |c| {
+            if c.raise_congestion_window(bytes) {
+                Ok(())
+            } else {
+                Err(StackError::Tcp(crate::tcp::TcpError::InvalidState(
+                    c.state(),
+                )))
+            }
+        })
+    }
+
     /// The application's word for this connection (0 until set).
     pub fn user_data(&self, conn: ConnId) -> u64 {
         self.stack.user_data(conn)

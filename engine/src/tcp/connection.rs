@@ -665,6 +665,20 @@ impl Connection {
         self.params.nagle = on;
     }
 
+    /// Raises the congestion window to at least `bytes` (once synchronized; the handshake
+    /// sets it afresh): a larger initial window, as Linux's `initcwnd` route option, for
+    /// a connection inside one data centre that must send a burst in one round trip.
+    /// Loss still reduces it as usual. Returns whether it applied.
+    pub fn raise_congestion_window(&mut self, bytes: u32) -> bool {
+        if !self.state().is_synchronized() {
+            return false;
+        }
+        if self.cc.cwnd() < bytes {
+            self.cc.set_cwnd(bytes);
+        }
+        true
+    }
+
     pub fn abort(&mut self) {
         if matches!(
             self.state,
