@@ -23,27 +23,11 @@ eip=$(lab_engine_ip a)
 code=$(lab_exec a curl -sS -m 10 -o /dev/null -w '%{http_code}' "http://$eip/") || fail "curl failed"
 [ "$code" = 200 ] || fail "GET / gave $code"
 
-out=$(lab_exec a timeout 60 wrk -t2 -c64 -d10s --latency "http://$eip/" 2>&1) || { echo "$out"; fail "wrk failed"; }
+lab_exec a timeout 60 wrk -t2 -c64 -d10s --latency "http://$eip/" >"$LAB_DIR/wrk.out" 2>&1 ||
+  { cat "$LAB_DIR/wrk.out"; fail "wrk failed"; }
+out=$(cat "$LAB_DIR/wrk.out")
 echo "$out" | sed 's/^/  | /'
-
-python3 - "$out" <<'PY' || fail "wrk figures"
-import re, sys
-out = sys.argv[1]
-def grab(pattern):
-    m = re.search(pattern, out, re.M)
-    return m.group(1) if m else None
-rps = grab(r"^Requests/sec:\s+([\d.]+)")
-total = grab(r"^\s+(\d+) requests in")
-lat = re.search(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
-p99 = grab(r"^\s+99%\s+(\S+)")
-assert rps and total and lat, "could not read wrk's output"
-errors = grab(r"^\s+Socket errors: (.*)$")
-non2xx = grab(r"^\s+Non-2xx or 3xx responses: (\d+)")
-assert int(total) > 0, "no request completed"
-assert errors is None, f"socket errors: {errors}"
-assert non2xx is None, f"{non2xx} non-2xx responses"
-print(f"wrk: {total} requests, {float(rps):.0f} requests/s, latency avg {lat.group(1)} stdev {lat.group(2)} max {lat.group(3)} p99 {p99}")
-PY
+python3 "$here/py/wrk_check.py" "$LAB_DIR/wrk.out" || fail "wrk figures"
 rps=$(echo "$out" | sed -n 's/^Requests\/sec:[[:space:]]*\([0-9.]*\).*/\1/p')
 avg=$(echo "$out" | sed -n 's/^[[:space:]]*Latency[[:space:]]*\([^[:space:]]*\).*/\1/p' | head -1)
 p99=$(echo "$out" | sed -n 's/^[[:space:]]*99%[[:space:]]*\([^[:space:]]*\).*/\1/p')
