@@ -166,6 +166,11 @@ pub struct ServeArgs {
     /// endpoint; repeat for each peer.
     #[arg(long = "peer", value_name = "NAME=ADDR:PORT", value_parser = parse_peer, requires = "channel")]
     pub peers: Vec<(String, std::net::SocketAddrV4)>,
+    /// A peer (named with --peer) on this host, joined by a shared-memory link instead
+    /// of the network: FILE (under /dev/shm) is the link, created by whichever of the two
+    /// engines starts first; give both engines the same FILE. Repeat for each such peer.
+    #[arg(long = "peer-shm", value_name = "NAME=FILE", value_parser = parse_peer_shm, requires = "channel")]
+    pub peer_shm: Vec<(String, std::path::PathBuf)>,
     /// The cluster's shared secret (at least 32 bytes; the file must not be readable by
     /// group or others): every channel message is authenticated with it.
     #[arg(long, value_name = "FILE", requires = "channel")]
@@ -188,6 +193,16 @@ fn parse_peer(s: &str) -> Result<(String, std::net::SocketAddrV4), String> {
         .parse::<std::net::SocketAddrV4>()
         .map_err(|_| format!("{addr:?} is not ADDR:PORT"))?;
     Ok((name, addr))
+}
+
+fn parse_peer_shm(s: &str) -> Result<(String, std::path::PathBuf), String> {
+    let (name, path) = s
+        .split_once('=')
+        .ok_or_else(|| "expected NAME=FILE".to_string())?;
+    if path.is_empty() {
+        return Err("expected NAME=FILE".into());
+    }
+    Ok((parse_name(name)?, path.into()))
 }
 
 fn parse_name(s: &str) -> Result<String, String> {

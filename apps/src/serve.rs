@@ -11,6 +11,7 @@ use engine::channel::{ClusterKey, MIN_KEY_LEN};
 use engine::control::{control_queue, ControlInbox, ControlSender};
 use engine::iface::{IfaceConfig, Interface};
 use engine::poll::{ChannelConfig, Engine, IdleStrategy, PeerAddr};
+use ports::shm::ShmLink;
 use engine::stack::{App, Stack, StackConfig, StackKeys};
 use engine::steer::{CoreMessage, FlowSteer, Mesh, MeshEndpoint, MeshSteer};
 use engine::table::FlowHashKey;
@@ -76,6 +77,10 @@ pub fn serve(args: &ServeArgs) -> i32 {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
+    let shm = match shm_links(args, channel.as_ref()) {
+        Ok(l) => l,
+        Err(e) => return usage_error(e),
+    };
     let eal_args = eal_args(args);
     if let Err(e) = preflight::check_all(&eal_args) {
         return usage_error(e);
@@ -117,6 +122,7 @@ pub fn serve(args: &ServeArgs) -> i32 {
         Options {
             fault,
             channel,
+            shm,
             inboxes,
         },
     );
@@ -167,6 +173,37 @@ fn channel_config(args: &ServeArgs) -> Result<Option<ChannelConfig>, String> {
     }))
 }
 
+/// The shared-memory links of `--peer-shm`, opened (and created if need be): each
+/// names a peer of `--peer`, once.
+fn shm_links(
+    args: &ServeArgs,
+    channel: Option<&ChannelConfig>,
+) -> Result<Vec<(u16, String, ShmLink)>, String> {
+    let Some(channel) = channel else {
+        return Ok(Vec::new());
+    };
+    let mut links: Vec<(u16, String, ShmLink)> = Vec::new();
+    for (name, path) in &args.peer_shm {
+        let Some(peer) = channel.peers.iter().position(|p| p.name == *name) else {
+            return Err(format!(
+                "--peer-shm {name}: no --peer of that name (name it with --peer NAME=ADDR:PORT too)"
+            ));
+        };
+        if links.iter().any(|(p, _, _)| usize::from(*p) == peer) {
+            return Err(format!("--peer-shm {name}: given twice"));
+        }
+        if usize::from(args.cores) > ports::shm::MAX_CORES {
+            return Err(format!(
+                "--peer-shm: a shared-memory link serves engines of up to {} cores",
+                ports::shm::MAX_CORES
+            ));
+        }
+        let link = ShmLink::open(path).map_err(|e| format!("--peer-shm {name}: {e}"))?;
+        links.push((peer as u16, name.clone(), link));
+    }
+    Ok(links)
+}
+
 /// Reads the cluster key: the file's bytes (a final newline dropped, so that a key
 /// written by an editor or `openssl rand -hex 32 > FILE` reads as typed).
 fn read_cluster_key(path: &std::path::Path) -> Result<ClusterKey, String> {
@@ -197,6 +234,8 @@ fn read_cluster_key(path: &std::path::Path) -> Result<ClusterKey, String> {
 struct Options {
     fault: Option<FaultConfig>,
     channel: Option<ChannelConfig>,
+    /// Peers joined by shared memory: their number, name and link file.
+    shm: Vec<(u16, String, ShmLink)>,
     inboxes: Vec<ControlInbox>,
 }
 
@@ -223,6 +262,8 @@ struct CoreSpec {
     engine_keys: StackKeys,
     /// The state channel to peer engines, if any.
     channel: Option<ChannelConfig>,
+    /// Peers joined by shared memory: their number, name and link file.
+    shm: Vec<(u16, String, ShmLink)>,
 }
 
 fn run(
@@ -236,6 +277,7 @@ fn run(
     let Options {
         fault,
         channel,
+        shm,
         inboxes,
     } = options;
     let cores = args.cores;
@@ -352,6 +394,7 @@ fn run(
         clock: MonotonicClock::new(),
         engine_keys: StackKeys::from_seed(random_u64()),
         channel,
+        shm,
     };
 
     // Workers first, then the main lcore runs core 0 itself.
@@ -510,6 +553,21 @@ where
             spec.stop.store(true, Ordering::Release);
             return EXIT_USAGE;
         }
+        for (peer, name, link) in &spec.shm {
+            let lanes = link.lanes(&channel.name, name, index, usize::from(spec.cores), random_u64());
+            match lanes {
+                Ok(lanes) => {
+                    for lane in lanes {
+                        engine.add_lane(*peer, Box::new(lane));
+                    }
+                }
+                Err(e) => {
+                    eprintln!("migratory: core {index}: --peer-shm {name}: {e}");
+                    spec.stop.store(true, Ordering::Release);
+                    return EXIT_USAGE;
+                }
+            }
+        }
     }
     let port_no = spec.factory.port();
     if let Err(e) = engine.with_ctx(clock.now(), |app, cx| app.start(cx, port_no)) {
@@ -540,7 +598,14 @@ where
 /// The line that says whom the channel links to.
 fn spec_channel_line(args: &ServeArgs) -> Option<String> {
     let listen = args.channel?;
-    let peers: Vec<String> = args.peers.iter().map(|(n, a)| format!("{n}={a}")).collect();
+    let peers: Vec<String> = args
+        .peers
+        .iter()
+        .map(|(n, a)| match args.peer_shm.iter().find(|(m, _)| m == n) {
+            Some((_, path)) => format!("{n}={a} (shared memory {})", path.display()),
+            None => format!("{n}={a}"),
+        })
+        .collect();
     Some(format!(
         "migratory: engine {} state channel on {listen}, peers {}",
         args.name,

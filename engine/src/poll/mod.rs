@@ -27,9 +27,11 @@ use crate::steer::{CoreMessage, NoSteer, Steer};
 use crate::time::{Clock, Duration, Instant, MonotonicClock};
 
 mod migration;
+mod lane;
 mod peers;
 mod remote;
 pub use migration::MigrationLatency;
+pub use lane::{Lane, LaneState, MemoryLane};
 pub use peers::{ChannelConfig, ChannelCounters, PeerAddr, PeerStatus, Peers};
 pub use remote::{LIMBO, PREPARE_TIMEOUT};
 
@@ -212,6 +214,14 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         peers.start(&mut cx)?;
         self.peers = Some(peers);
         Ok(())
+    }
+
+    /// Joins peer `peer` (its number in the channel's config) over a same-host `lane` as
+    /// well: from then on this core opens no TCP link to it (after [`Engine::set_channel`]).
+    pub fn add_lane(&mut self, peer: u16, lane: Box<dyn Lane>) {
+        if let Some(p) = self.peers.as_mut() {
+            p.add_lane(peer, lane);
+        }
     }
 
     /// When the loop next has timed work: the stack's earliest timer, or the channel's

@@ -10,6 +10,10 @@
 //! counters. Messages other than hellos and heartbeats are handed to the poll loop
 //! ([`Peers::take_inbox`]), which runs the migration protocol (`remote.rs`).
 //!
+//! Peers on the same host can be joined by shared-memory lanes instead ([`Lane`],
+//! [`Peers::add_lane`]; `migratory-ports`' `shm`): the same handshake, messages and
+//! heartbeats over a byte stream per core pair, and no TCP link to such a peer is opened.
+//!
 //! Why the engine's own TCP: the channel stays kernel-bypass, on the data port, with no
 //! second network stack to configure; reliable in-order delivery per link is what the
 //! protocol needs (a record arrives before the frames forwarded after it).
@@ -18,6 +22,7 @@
 //! links' events here and every other event to the application), or block.
 use core::net::SocketAddrV4;
 
+use super::lane::{Lane, LaneState};
 use crate::channel::{ChannelError, ClusterKey, Message, Role, Session};
 use crate::rng::SeededRng;
 use crate::stack::{App, ConnId, Ctx, Event, Refusal};
@@ -40,6 +45,11 @@ pub const RECONNECT_EVERY: Duration = Duration::from_millis(250);
 pub const LINK_INITIAL_WINDOW: u32 = 256 * 1024;
 /// to the peer are refused (busy) and forwarded frames dropped (TCP recovers them).
 pub const LINK_BACKLOG: usize = 32 << 20;
+/// How often a lane whose stream is down is looked at, and the longest an idle engine
+/// with lanes sleeps (a lane raises no interrupt: bytes on it wait for the next look).
+pub const LANE_POLL_EVERY: Duration = Duration::from_millis(1);
+/// Bytes taken from a lane per poll, at most (a record is read over several polls).
+const LANE_READ_MAX: usize = 1 << 20;
 
 /// Another engine of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,9 +179,28 @@ pub struct PeerStatus {
     pub latency: LatencyHistogram,
 }
 
+/// A channel link of this core: its number stays the same for the link's life (a lane
+/// whose stream starts anew is a new link, with a new number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkId(u32);
+
+/// What carries a link's bytes.
+#[derive(Debug)]
+enum Via {
+    /// A connection of the engine's own TCP.
+    Tcp(ConnId),
+    /// A same-host lane, and the generation of its stream this link speaks on (None:
+    /// the stream is down).
+    Lane {
+        lane: Box<dyn Lane>,
+        generation: Option<u64>,
+    },
+}
+
 #[derive(Debug)]
 struct Link {
-    conn: ConnId,
+    id: LinkId,
+    via: Via,
     session: Session,
     /// The peer's number: known from the start for links we opened, from the hello for
     /// links we accepted.
@@ -191,6 +220,10 @@ impl Link {
     fn backlog(&self) -> usize {
         self.tx.len() - self.tx_at
     }
+
+    fn is_conn(&self, conn: ConnId) -> bool {
+        matches!(self.via, Via::Tcp(c) if c == conn)
+    }
 }
 
 #[derive(Debug)]
@@ -207,7 +240,7 @@ struct PeerState {
 #[derive(Debug)]
 pub struct Incoming {
     pub peer: u16,
-    pub link: ConnId,
+    pub link: LinkId,
     pub message: Message,
 }
 
@@ -223,6 +256,12 @@ pub struct Peers {
     lost: Vec<u16>,
     pub counters: ChannelCounters,
     scratch: Vec<u8>,
+    next_link: u32,
+    /// Peers reached over lanes only (no TCP link is opened to them).
+    lane_peers: Vec<bool>,
+    /// When down lanes are next looked at.
+    next_lane_check: Instant,
+    last_poll: Instant,
 }
 
 impl Peers {
@@ -244,6 +283,7 @@ impl Peers {
                 },
             })
             .collect();
+        let lane_peers = vec![false; config.peers.len()];
         Peers {
             config,
             links: Vec::new(),
@@ -253,6 +293,64 @@ impl Peers {
             lost: Vec::new(),
             counters: ChannelCounters::default(),
             scratch: Vec::new(),
+            next_link: 0,
+            lane_peers,
+            next_lane_check: Instant::ZERO,
+            last_poll: Instant::ZERO,
+        }
+    }
+
+    /// Joins `peer` over `lane` (a same-host link) as well as, or instead of, TCP: once
+    /// a peer has a lane, this core opens no TCP link to it.
+    pub fn add_lane(&mut self, peer: u16, lane: Box<dyn Lane>) {
+        let Some(p) = self.lane_peers.get_mut(usize::from(peer)) else {
+            return;
+        };
+        *p = true;
+        let role = if lane.opener() {
+            Role::Initiator
+        } else {
+            Role::Responder
+        };
+        let link = self.new_link(
+            Via::Lane {
+                lane,
+                generation: None,
+            },
+            Some(peer),
+            role,
+            Instant::ZERO,
+        );
+        self.links.push(link);
+    }
+
+    fn next_id(&mut self) -> LinkId {
+        self.next_link = self.next_link.wrapping_add(1);
+        LinkId(self.next_link)
+    }
+
+    /// A session with a fresh nonce.
+    fn fresh_session(&mut self, role: Role) -> Session {
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        nonce[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        Session::new(role, self.config.key.clone(), &self.config.name, nonce)
+    }
+
+    /// A fresh link (its hello not yet written).
+    fn new_link(&mut self, via: Via, peer: Option<u16>, role: Role, now: Instant) -> Link {
+        Link {
+            id: self.next_id(),
+            via,
+            session: self.fresh_session(role),
+            peer,
+            outgoing: role == Role::Initiator,
+            rx: Vec::new(),
+            tx: Vec::new(),
+            tx_at: 0,
+            opened: now,
+            last_heard: now,
+            last_sent: now,
         }
     }
 
@@ -280,7 +378,12 @@ impl Peers {
 
     /// Whether `conn` is one of the channel's links.
     pub fn is_link(&self, conn: ConnId) -> bool {
-        self.links.iter().any(|l| l.conn == conn)
+        self.links.iter().any(|l| l.is_conn(conn))
+    }
+
+    /// Whether the link `id` still exists (a lost link, or a lane's ended stream, does not).
+    pub fn has_link(&self, id: LinkId) -> bool {
+        self.links.iter().any(|l| l.id == id)
     }
 
     /// Whether an event is the channel's: an event of a link, or a connection accepted
@@ -340,36 +443,31 @@ impl Peers {
         self.peers.get_mut(usize::from(peer)).map(|p| &mut p.status)
     }
 
-    /// An established link to `peer`: the one this core opened, else any.
-    fn link_to(&self, peer: u16) -> Option<ConnId> {
+    /// An established link to `peer`: one this core opened, else any.
+    fn link_to(&self, peer: u16) -> Option<LinkId> {
         let up = |l: &&Link| l.peer == Some(peer) && l.session.is_established();
-        let own = self
-            .peers
-            .get(usize::from(peer))
-            .and_then(|p| p.out_link)
-            .and_then(|c| self.links.iter().find(|l| l.conn == c))
-            .filter(up);
-        own.or_else(|| self.links.iter().find(up)).map(|l| l.conn)
+        let own = self.links.iter().filter(up).find(|l| l.outgoing);
+        own.or_else(|| self.links.iter().find(up)).map(|l| l.id)
     }
 
     /// The link this core opened to `peer`, if it is up (moves go on it: their answers
     /// come back on it, to this core).
-    pub fn own_link(&self, peer: u16) -> Option<ConnId> {
+    pub fn own_link(&self, peer: u16) -> Option<LinkId> {
         self.link_to(peer)
     }
 
     /// Whether `link` is up and can take `extra` more bytes.
-    pub fn has_room(&self, link: ConnId, extra: usize) -> bool {
+    pub fn has_room(&self, link: LinkId, extra: usize) -> bool {
         self.links
             .iter()
-            .find(|l| l.conn == link)
+            .find(|l| l.id == link)
             .is_some_and(|l| l.session.is_established() && l.backlog() + extra <= LINK_BACKLOG)
     }
 
     /// Seals `msg` onto `link` and writes what the TCP send buffer takes. Returns false
     /// (and sends nothing) when the link is not up or its backlog is full.
-    pub fn send_on(&mut self, cx: &mut Ctx<'_>, link: ConnId, msg: &Message) -> bool {
-        let Some(l) = self.links.iter_mut().find(|l| l.conn == link) else {
+    pub fn send_on(&mut self, cx: &mut Ctx<'_>, link: LinkId, msg: &Message) -> bool {
+        let Some(l) = self.links.iter_mut().find(|l| l.id == link) else {
             return false;
         };
         if !l.session.is_established() || l.backlog() > LINK_BACKLOG {
@@ -416,7 +514,7 @@ impl Peers {
             }
             Event::Connected => {
                 let _ = cx.raise_congestion_window(conn, LINK_INITIAL_WINDOW);
-                if let Some(l) = self.links.iter_mut().find(|l| l.conn == conn) {
+                if let Some(l) = self.links.iter_mut().find(|l| l.is_conn(conn)) {
                     l.opened = cx.now();
                     l.session.hello(&mut l.tx);
                     flush(cx, l);
@@ -424,7 +522,7 @@ impl Peers {
             }
             Event::Readable => self.read(cx, conn),
             Event::Writable => {
-                if let Some(l) = self.links.iter_mut().find(|l| l.conn == conn) {
+                if let Some(l) = self.links.iter_mut().find(|l| l.is_conn(conn)) {
                     flush(cx, l);
                 }
             }
@@ -442,27 +540,12 @@ impl Peers {
         // algorithm a small message waits for the acknowledgment of the one before,
         // which the peer delays (40 ms), and every move and forwarded frame with it.
         let _ = cx.set_nodelay(conn, true);
-        let mut nonce = [0u8; 16];
-        nonce[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
-        nonce[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes());
         let role = if peer.is_some() {
             Role::Initiator
         } else {
             Role::Responder
         };
-        let now = cx.now();
-        let mut link = Link {
-            conn,
-            session: Session::new(role, self.config.key.clone(), &self.config.name, nonce),
-            peer,
-            outgoing: peer.is_some(),
-            rx: Vec::new(),
-            tx: Vec::new(),
-            tx_at: 0,
-            opened: now,
-            last_heard: now,
-            last_sent: now,
-        };
+        let mut link = self.new_link(Via::Tcp(conn), peer, role, cx.now());
         if role == Role::Responder {
             link.session.hello(&mut link.tx);
             flush(cx, &mut link);
@@ -471,7 +554,7 @@ impl Peers {
     }
 
     fn remove_link(&mut self, conn: ConnId) {
-        let Some(i) = self.links.iter().position(|l| l.conn == conn) else {
+        let Some(i) = self.links.iter().position(|l| l.is_conn(conn)) else {
             return;
         };
         let link = self.links.swap_remove(i);
@@ -485,14 +568,113 @@ impl Peers {
         }
     }
 
-    /// Drops a link on bad input: reset, so that its peer opens a fresh one.
-    fn drop_link(&mut self, cx: &mut Ctx<'_>, conn: ConnId) {
-        let _ = cx.abort(conn);
-        self.remove_link(conn);
+    /// Drops a link on bad input or silence: a TCP link is reset, so that its peer opens a
+    /// fresh one; a lane's stream is ended, and both ends start a new one.
+    fn drop_link(&mut self, cx: &mut Ctx<'_>, id: LinkId) {
+        let Some(i) = self.links.iter().position(|l| l.id == id) else {
+            return;
+        };
+        match &mut self.links[i].via {
+            Via::Tcp(conn) => {
+                let conn = *conn;
+                let _ = cx.abort(conn);
+                self.remove_link(conn);
+            }
+            Via::Lane { lane, .. } => {
+                lane.reset();
+                self.restart_lane(i, cx.now());
+            }
+        }
+    }
+
+    /// Link `i`, a lane, lost its stream: it becomes a new link (a new number, a fresh
+    /// session) that waits for the next stream.
+    fn restart_lane(&mut self, i: usize, now: Instant) {
+        if self.links[i].session.is_established() {
+            self.counters.links_lost += 1;
+        }
+        let role = if self.links[i].outgoing {
+            Role::Initiator
+        } else {
+            Role::Responder
+        };
+        let session = self.fresh_session(role);
+        let id = self.next_id();
+        let l = &mut self.links[i];
+        l.id = id;
+        l.session = session;
+        l.rx.clear();
+        l.tx.clear();
+        l.tx_at = 0;
+        l.opened = now;
+        l.last_heard = now;
+        l.last_sent = now;
+        if let Via::Lane { generation, .. } = &mut l.via {
+            *generation = None;
+        }
+    }
+
+    /// Upkeep of the lanes: streams that started or ended, bytes in, bytes out.
+    fn poll_lanes(&mut self, cx: &mut Ctx<'_>) {
+        let now = cx.now();
+        let check_down = now >= self.next_lane_check;
+        if check_down {
+            self.next_lane_check = now + LANE_POLL_EVERY;
+        }
+        for i in 0..self.links.len() {
+            let Via::Lane { lane, generation } = &mut self.links[i].via else {
+                continue;
+            };
+            if generation.is_none() && !check_down {
+                continue;
+            }
+            let state = lane.poll();
+            match (state, *generation) {
+                (LaneState::Up(g), Some(h)) if g == h => {}
+                (LaneState::Down, None) => continue,
+                (LaneState::Up(g), _) => {
+                    // A new stream: a fresh session, which says hello first.
+                    if generation.is_some() {
+                        self.restart_lane(i, now);
+                    }
+                    let l = &mut self.links[i];
+                    if let Via::Lane { generation, .. } = &mut l.via {
+                        *generation = Some(g);
+                    }
+                    l.opened = now;
+                    l.last_heard = now;
+                    l.last_sent = now;
+                    l.session.hello(&mut l.tx);
+                    if l.outgoing {
+                        self.counters.links_opened += 1;
+                    } else {
+                        self.counters.links_accepted += 1;
+                    }
+                }
+                (LaneState::Down, Some(_)) => {
+                    self.restart_lane(i, now);
+                    continue;
+                }
+            }
+            let mut got = 0;
+            let l = &mut self.links[i];
+            if let Via::Lane { lane, .. } = &mut l.via {
+                got = lane.read(&mut l.rx, LANE_READ_MAX);
+            }
+            if got > 0 {
+                self.counters.bytes_in += got as u64;
+                self.parse(cx, i);
+            }
+            if let Some(l) = self.links.get_mut(i) {
+                if l.backlog() > 0 {
+                    flush(cx, l);
+                }
+            }
+        }
     }
 
     fn read(&mut self, cx: &mut Ctx<'_>, conn: ConnId) {
-        let Some(i) = self.links.iter().position(|l| l.conn == conn) else {
+        let Some(i) = self.links.iter().position(|l| l.is_conn(conn)) else {
             return;
         };
         let mut buf = core::mem::take(&mut self.scratch);
@@ -511,7 +693,13 @@ impl Peers {
             self.links[i].rx.extend_from_slice(&buf);
         }
         self.scratch = buf;
+        self.parse(cx, i);
+    }
+
+    /// Opens the whole messages link `i` received.
+    fn parse(&mut self, cx: &mut Ctx<'_>, i: usize) {
         let now = cx.now();
+        let id = self.links[i].id;
         if !self.links[i].rx.is_empty() {
             // Bytes of a long message (a record) are a sign of life too: heartbeats
             // queue behind it on the link.
@@ -541,7 +729,7 @@ impl Peers {
                             _ => {
                                 // Not a peer we know, or not the one we called.
                                 self.counters.unknown_peer += 1;
-                                self.drop_link(cx, conn);
+                                self.drop_link(cx, id);
                                 return;
                             }
                         }
@@ -554,7 +742,7 @@ impl Peers {
                         Message::Hello { .. } | Message::Heartbeat { .. } => {}
                         message => self.inbox.push(Incoming {
                             peer,
-                            link: conn,
+                            link: id,
                             message,
                         }),
                     }
@@ -562,7 +750,7 @@ impl Peers {
                 Err(ChannelError::Incomplete) => break,
                 Err(e) => {
                     self.counters.rejected(e);
-                    self.drop_link(cx, conn);
+                    self.drop_link(cx, id);
                     return;
                 }
             }
@@ -576,9 +764,11 @@ impl Peers {
     /// them).
     pub fn poll(&mut self, cx: &mut Ctx<'_>) {
         let now = cx.now();
+        self.last_poll = now;
+        self.poll_lanes(cx);
         for i in 0..self.peers.len() {
             let p = &mut self.peers[i];
-            if p.out_link.is_none() && now >= p.next_connect {
+            if p.out_link.is_none() && !self.lane_peers[i] && now >= p.next_connect {
                 p.next_connect = now + RECONNECT_EVERY;
                 if let Ok(conn) = cx.connect(self.config.peers[i].addr) {
                     self.counters.links_opened += 1;
@@ -589,14 +779,17 @@ impl Peers {
         }
         let mut stale = Vec::new();
         for l in &mut self.links {
+            if matches!(l.via, Via::Lane { generation: None, .. }) {
+                continue; // no stream: nothing to time out, nothing to send
+            }
             let established = l.session.is_established();
             if !established && now.saturating_duration_since(l.opened) > HANDSHAKE_TIMEOUT {
                 self.counters.handshake_timeouts += 1;
-                stale.push(l.conn);
+                stale.push(l.id);
                 continue;
             }
             if established && now.saturating_duration_since(l.last_heard) > PEER_DEAD_AFTER {
-                stale.push(l.conn);
+                stale.push(l.id);
                 continue;
             }
             if established && now.saturating_duration_since(l.last_sent) >= HEARTBEAT_EVERY {
@@ -613,8 +806,8 @@ impl Peers {
                 flush(cx, l);
             }
         }
-        for conn in stale {
-            self.drop_link(cx, conn);
+        for id in stale {
+            self.drop_link(cx, id);
         }
         for (i, p) in self.peers.iter_mut().enumerate() {
             let silent = p
@@ -630,6 +823,11 @@ impl Peers {
 
     /// When the next heartbeat or liveness check is due (the loop must not idle past it).
     pub fn next_deadline(&self) -> Option<Instant> {
+        let lanes = self
+            .links
+            .iter()
+            .any(|l| matches!(l.via, Via::Lane { .. }))
+            .then_some(self.last_poll + LANE_POLL_EVERY);
         let links = self.links.iter().map(|l| {
             if l.session.is_established() {
                 (l.last_sent + HEARTBEAT_EVERY).min(l.last_heard + PEER_DEAD_AFTER)
@@ -649,14 +847,21 @@ impl Peers {
         // Just past each deadline: the checks are strict (`>`).
         links
             .chain(peers)
+            .chain(lanes)
             .min()
             .map(|t| t + Duration::from_micros(1))
     }
 
-    /// Resets every link (a stopping engine).
+    /// Resets every TCP link (a stopping engine; lanes end their streams when dropped).
     pub fn close_all(&mut self, cx: &mut Ctx<'_>) {
-        for conn in self.links.iter().map(|l| l.conn).collect::<Vec<_>>() {
-            self.drop_link(cx, conn);
+        let tcp: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|l| matches!(l.via, Via::Tcp(_)))
+            .map(|l| l.id)
+            .collect();
+        for id in tcp {
+            self.drop_link(cx, id);
         }
     }
 
@@ -680,18 +885,22 @@ impl Peers {
     }
 
     /// Whether `link` is one this core opened.
-    pub fn is_outgoing(&self, link: ConnId) -> bool {
-        self.links.iter().any(|l| l.conn == link && l.outgoing)
+    pub fn is_outgoing(&self, link: LinkId) -> bool {
+        self.links.iter().any(|l| l.id == link && l.outgoing)
     }
 }
 
 /// Writes as much of `l`'s backlog as the connection takes.
 fn flush(cx: &mut Ctx<'_>, l: &mut Link) {
     while l.tx_at < l.tx.len() {
-        match cx.send(l.conn, &l.tx[l.tx_at..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => l.tx_at += n,
+        let sent = match &mut l.via {
+            Via::Tcp(conn) => cx.send(*conn, &l.tx[l.tx_at..]).unwrap_or(0),
+            Via::Lane { lane, .. } => lane.write(&l.tx[l.tx_at..]),
+        };
+        if sent == 0 {
+            break;
         }
+        l.tx_at += sent;
     }
     if l.tx_at == l.tx.len() {
         l.tx.clear();

@@ -29,7 +29,7 @@
 //! connection lost.
 use std::collections::HashMap;
 
-use super::peers::{Incoming, Peers};
+use super::peers::{Incoming, LinkId, Peers};
 use super::Engine;
 use crate::channel::{AbortReason, Message};
 use crate::control::MoveResult;
@@ -67,7 +67,7 @@ struct PeerMove {
     ticket: Ticket,
     flow: FlowId,
     peer: u16,
-    link: ConnId,
+    link: LinkId,
     started: Instant,
     /// When its link died (the peer still up).
     orphaned: Option<Instant>,
@@ -84,7 +84,7 @@ pub(super) struct RemoteState {
     forwarded: HashMap<FlowId, (FourTuple, u16)>,
     /// Connections adopted from peers: their 4-tuple, the origin, and the link the
     /// record came on (the origin's core that holds the redirect is at its other end).
-    adopted: HashMap<FlowId, (FourTuple, u16, ConnId)>,
+    adopted: HashMap<FlowId, (FourTuple, u16, LinkId)>,
     next_sweep: Option<Instant>,
     incoming: Vec<Incoming>,
     /// Moves assumed adopted after their link died ([`LIMBO`]).
@@ -109,7 +109,7 @@ impl RemoteState {
 
 impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     /// Sends `msg` on `link` (a channel link of this core). Returns whether it went.
-    fn send_on_link(&mut self, now: Instant, link: ConnId, msg: &Message) -> bool {
+    fn send_on_link(&mut self, now: Instant, link: LinkId, msg: &Message) -> bool {
         let Some(peers) = self.peers.as_mut() else {
             return false;
         };
@@ -227,7 +227,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         }
     }
 
-    fn take_move(&mut self, ticket: u64, link: ConnId) -> Option<PeerMove> {
+    fn take_move(&mut self, ticket: u64, link: LinkId) -> Option<PeerMove> {
         let i = self
             .remote
             .moves
@@ -312,7 +312,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     }
 
     /// The destination said yes: freeze, send the record, keep a copy.
-    fn on_ready(&mut self, now: Instant, ticket: u64, link: ConnId) {
+    fn on_ready(&mut self, now: Instant, ticket: u64, link: LinkId) {
         let Some(mut mv) = self.take_move(ticket, link) else {
             self.count_stale();
             return;
@@ -367,7 +367,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     }
 
     /// The destination's side of a record: adopt, or refuse (the origin takes it back).
-    fn on_record(&mut self, now: Instant, peer: u16, link: ConnId, ticket: u64, record: &[u8]) {
+    fn on_record(&mut self, now: Instant, peer: u16, link: LinkId, ticket: u64, record: &[u8]) {
         let refuse = |e: &mut Self| {
             if let Some(f) = e.peers.as_mut().and_then(|p| p.figures_mut(peer)) {
                 f.refused_in += 1;
@@ -460,7 +460,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         let mut i = 0;
         while i < self.remote.moves.len() {
             let mv = &mut self.remote.moves[i];
-            let link_up = self.peers.as_ref().is_some_and(|p| p.is_link(mv.link));
+            let link_up = self.peers.as_ref().is_some_and(|p| p.has_link(mv.link));
             if !link_up && mv.orphaned.is_none() {
                 mv.orphaned = Some(now);
             }
@@ -525,7 +525,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         if self.remote.adopted.is_empty() {
             return;
         }
-        let ended: Vec<(FlowId, u16, ConnId)> = self
+        let ended: Vec<(FlowId, u16, LinkId)> = self
             .remote
             .adopted
             .iter()
