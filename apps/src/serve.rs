@@ -11,7 +11,6 @@ use engine::channel::{ClusterKey, MIN_KEY_LEN};
 use engine::control::{control_queue, ControlInbox, ControlSender};
 use engine::iface::{IfaceConfig, Interface};
 use engine::poll::{ChannelConfig, Engine, IdleStrategy, PeerAddr};
-use ports::shm::ShmLink;
 use engine::stack::{App, Stack, StackConfig, StackKeys};
 use engine::steer::{CoreMessage, FlowSteer, Mesh, MeshEndpoint, MeshSteer};
 use engine::table::FlowHashKey;
@@ -20,6 +19,7 @@ use engine::time::{Clock, Duration, MonotonicClock};
 use engine::wire::ipv4::Ipv4Cidr;
 use engine::wire::{ChecksumCaps, EthernetAddress};
 use ports::fault::{FaultConfig, FaultyPort};
+use ports::shm::ShmLink;
 
 use crate::apps::{AnyApp, AppFactory};
 use crate::args::{AppName, ServeArgs, EXIT_FAILURE, EXIT_USAGE};
@@ -554,7 +554,13 @@ where
             return EXIT_USAGE;
         }
         for (peer, name, link) in &spec.shm {
-            let lanes = link.lanes(&channel.name, name, index, usize::from(spec.cores), random_u64());
+            let lanes = link.lanes(
+                &channel.name,
+                name,
+                index,
+                usize::from(spec.cores),
+                random_u64(),
+            );
             match lanes {
                 Ok(lanes) => {
                     for lane in lanes {

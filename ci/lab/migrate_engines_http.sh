@@ -13,7 +13,9 @@
 #  3. a peer that does not exist: exit 2, one line.
 #  4. B frozen (SIGSTOP), then killed (SIGKILL) while A moves a third download to it: the
 #     move fails (exit 1, by reason), the connection stays on A and completes.
-# A stops with no mbuf leaked.
+# A stops with no mbuf leaked. With MIGRATE_LINK=shm (migrate_engines_http_shm.sh) the
+# engines' channel runs over a shared-memory link (--peer-shm) instead of their TCP: the
+# same steps, and neither engine opens or accepts a TCP connection of its own.
 set -uo pipefail
 here=$(dirname "$0")
 source "$here/../lib/lab.sh"
@@ -46,8 +48,14 @@ mkdir -p "$root"
 head -c "$SIZE" /dev/urandom >"$root/big.bin"
 want=$(sha256sum "$root/big.bin" | cut -d' ' -f1)
 A_IP=10.91.0.2 B_IP=10.91.0.5
+LINK=${MIGRATE_LINK:-tcp}
+case "$LINK" in
+  tcp) ;;
+  shm) CLUSTER_SHM=/dev/shm/migratory-lab-$LAB_ID.link ;;
+  *) echo "FAIL: MIGRATE_LINK=$LINK: expected tcp or shm"; exit 1 ;;
+esac
 cluster_up $A_IP $B_IP --idle interrupt --app http --root "$root" || fail "no cluster"
-echo "channel up: $(ctl a stats | grep '^peer')"
+echo "channel up ($LINK): $(ctl a stats | grep '^peer')"
 
 # download N: curl from A in the client namespace, in the background (pid in $curl_pid).
 download() {
@@ -88,6 +96,13 @@ finish 1
 fwd=$(($(counter a channel_frames_forwarded) - fwd_before))
 [ "$fwd" -gt 0 ] || fail "A forwarded no frame to B (the client still sends to A's MAC address)"
 echo "A forwarded $fwd frames of the moved connection to B"
+if [ "$LINK" = shm ]; then
+  for e in a b; do
+    [ "$(counter $e tcp_opened)" = 0 ] || fail "engine $e opened TCP connections: the channel should be on shared memory"
+  done
+  [ "$(counter b tcp_accepted)" = 0 ] || fail "engine b accepted TCP connections: the channel should be on shared memory"
+  echo "the channel ran over shared memory: neither engine opened a TCP connection of its own"
+fi
 ctl a stats | grep '^peer'
 
 # 2. A -> B -> A -> B under 5% loss towards A.

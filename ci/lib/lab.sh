@@ -272,5 +272,6 @@ lab_cleanup() {
   LAB_HOSTS=()
   [ -n "${LAB_DIR:-}" ] && [ -z "${LAB_KEEP:-}" ] && rm -rf "$LAB_DIR"
   rm -rf /var/run/dpdk/mg-*-"$LAB_ID" 2>/dev/null
+  rm -f /dev/shm/migratory-lab-"$LAB_ID"* 2>/dev/null
   return 0
 }

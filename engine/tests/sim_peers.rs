@@ -11,7 +11,7 @@ use crossbeam::channel::Receiver;
 use engine::channel::{ClusterKey, Message, Role as ChannelRole, Session};
 use engine::control::{control_queue, Command, ControlSender, Reply, Request, Which};
 use engine::migrate::{FlowId, Owner};
-use engine::poll::{ChannelConfig, PeerAddr};
+use engine::poll::{ChannelConfig, MemoryLane, PeerAddr};
 use engine::sim::endpoint::{endpoint_ip, endpoint_mac, engine_host, BulkApp, EngineHost, Pattern};
 use engine::sim::{Faults, Host, Network};
 use engine::stack::{App, ConnId, Ctx, Event, Refusal, StackConfig};
@@ -403,6 +403,17 @@ impl Lab {
         lab
     }
 
+    /// Joins A and B by same-host lanes (in-process ones), before their first poll: they
+    /// open no TCP link to each other.
+    fn join_by_lanes(&mut self) {
+        let (a_opens, b_accepts) = MemoryLane::pair(1 << 20);
+        let (b_opens, a_accepts) = MemoryLane::pair(1 << 20);
+        self.engine(A).add_lane(0, Box::new(a_opens));
+        self.engine(A).add_lane(0, Box::new(a_accepts));
+        self.engine(B).add_lane(0, Box::new(b_opens));
+        self.engine(B).add_lane(0, Box::new(b_accepts));
+    }
+
     fn engine(&mut self, n: u8) -> &mut Engine {
         let id = self.hosts[&n];
         self.net.host_mut(id).unwrap().host.driver_mut()
@@ -518,6 +529,44 @@ fn a_download_moves_to_a_peer_and_completes() {
         lab.figure(B, "channel_frames_received"),
         lab.figure(A, "channel_frames_forwarded")
     );
+}
+
+#[test]
+fn a_download_moves_over_a_same_host_lane_and_completes() {
+    let len = 3 << 20;
+    let faults = Faults::none().with_delay(Duration::from_micros(50), Duration::ZERO);
+    let mut lab = Lab::new(5, len, faults, None);
+    lab.join_by_lanes();
+    assert!(
+        lab.run_until(Duration::from_secs(3), Lab::links_up),
+        "lanes come up"
+    );
+    let mut latencies = Vec::new();
+    for (i, from) in [A, B, A].into_iter().enumerate() {
+        let at = len * (i as u64 + 1) / 4;
+        assert!(lab.run_until(Duration::from_secs(10), |l| l.client().received > at));
+        let rx = lab.migrate_all(from);
+        let results = await_moves(&mut lab, &rx);
+        assert_eq!(results.len(), 1, "{results:?}");
+        latencies.push(results[0].outcome.expect("moved"));
+    }
+    assert_eq!((lab.user_connections(A), lab.user_connections(B)), (0, 1));
+    assert!(lab.run_until(Duration::from_secs(30), |l| l.client().complete()));
+    let c = lab.client();
+    assert_eq!((c.received, c.mismatch_at, c.error), (len, None, None));
+    // The channel ran on the lanes alone: neither engine opened or accepted a link over
+    // TCP (the stack's own counters), and the lanes carried the moves and the frames.
+    for n in [A, B] {
+        let tcp = lab.engine_ref(n).stack().tcp_counters();
+        let opened = tcp.iter().find(|(k, _)| *k == "tcp_opened").map(|(_, v)| v);
+        assert_eq!(opened, Some(0), "engine {n} opened a TCP connection");
+    }
+    assert!(lab.figure(A, "channel_frames_forwarded") > 0);
+    // A move over a lane costs no network round trip: each message waits at most for
+    // the peer's next look at its lanes.
+    for l in &latencies {
+        assert!(*l < Duration::from_millis(2), "freeze to adopted {l:?}");
+    }
 }
 
 #[test]

@@ -94,7 +94,7 @@ impl Drop for Mapping {
 
 impl Mapping {
     fn word(&self, offset: usize) -> &AtomicU64 {
-        debug_assert!(offset % 8 == 0 && offset + 8 <= FILE_BYTES);
+        debug_assert!(offset.is_multiple_of(8) && offset + 8 <= FILE_BYTES);
         // In bounds and 8-aligned (the mapping is page-aligned); AtomicU64 has the layout
         // of u64, and every access to these words, from either process, is atomic.
         unsafe { &*(self.base.add(offset).cast::<AtomicU64>()) }
@@ -212,11 +212,7 @@ impl ShmLink {
             return Err(ShmError::SameName(me.to_owned()));
         }
         let side = usize::from(me > peer);
-        let mut lanes = vec![ShmLane::opener(
-            self.clone(),
-            side * MAX_CORES + core,
-            seed,
-        )];
+        let mut lanes = vec![ShmLane::opener(self.clone(), side * MAX_CORES + core, seed)];
         for c in (core..MAX_CORES).step_by(cores) {
             lanes.push(ShmLane::acceptor(self.clone(), (1 - side) * MAX_CORES + c));
         }
@@ -440,7 +436,11 @@ impl Lane for ShmLane {
             "{} lane {} ({})",
             self.link.map.path.display(),
             self.lane,
-            if self.opener { "opened here" } else { "accepted here" }
+            if self.opener {
+                "opened here"
+            } else {
+                "accepted here"
+            }
         )
     }
 }
@@ -487,7 +487,11 @@ mod tests {
         let lb = ShmLink::open(&file.0).expect("b maps");
         let mut a = la.lanes("a", "b", 0, 1, 1).expect("a's lanes");
         let mut b = lb.lanes("b", "a", 0, 1, 2).expect("b's lanes");
-        assert_eq!(a.len(), 1 + MAX_CORES, "one lane opened, one accepted per peer core");
+        assert_eq!(
+            a.len(),
+            1 + MAX_CORES,
+            "one lane opened, one accepted per peer core"
+        );
         let b_accepts = b.remove(1);
         let b_opens = b.remove(0);
         let a_accepts = a.remove(1);
@@ -512,7 +516,9 @@ mod tests {
         up(&mut a, &mut b);
         up(&mut b2, &mut a2);
         // More than the ring holds, in odd pieces: wraps, fills, drains.
-        let data: Vec<u8> = (0..3 * RING_BYTES + 12345).map(|i| (i * 7 + i / 251) as u8).collect();
+        let data: Vec<u8> = (0..3 * RING_BYTES + 12345)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
         let (mut sent, mut got) = (0, Vec::new());
         while got.len() < data.len() {
             sent += a.write(&data[sent..(sent + 99_991).min(data.len())]);
@@ -608,8 +614,14 @@ mod tests {
         let accepted: Vec<usize> = lanes[1..].iter().map(|x| x.lane).collect();
         assert_eq!(accepted, (1..MAX_CORES).step_by(3).collect::<Vec<_>>());
         assert_eq!(lanes[0].lane, MAX_CORES + 1, "b sorts second: side 1");
-        assert!(matches!(l.lanes("b", "a", 0, MAX_CORES + 1, 1), Err(ShmError::TooManyCores(_))));
-        assert!(matches!(l.lanes("a", "a", 0, 1, 1), Err(ShmError::SameName(_))));
+        assert!(matches!(
+            l.lanes("b", "a", 0, MAX_CORES + 1, 1),
+            Err(ShmError::TooManyCores(_))
+        ));
+        assert!(matches!(
+            l.lanes("a", "a", 0, 1, 1),
+            Err(ShmError::SameName(_))
+        ));
     }
 
     #[test]
@@ -617,7 +629,10 @@ mod tests {
         let f = TempFile::new("foreign");
         std::fs::write(&f.0, b"some other file").unwrap();
         let e = ShmLink::open(&f.0).expect_err("refused");
-        assert!(e.to_string().contains("not a migratory shared-memory link"), "{e}");
+        assert!(
+            e.to_string().contains("not a migratory shared-memory link"),
+            "{e}"
+        );
         std::fs::write(&f.0, vec![0u8; FILE_BYTES]).unwrap();
         let e = ShmLink::open(&f.0).expect_err("refused");
         assert!(e.to_string().contains("bad magic"), "{e}");

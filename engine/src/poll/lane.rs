@@ -155,7 +155,10 @@ impl Lane for MemoryLane {
     }
 
     fn describe(&self) -> String {
-        format!("in-memory lane ({})", if self.opener { "opener" } else { "acceptor" })
+        format!(
+            "in-memory lane ({})",
+            if self.opener { "opener" } else { "acceptor" }
+        )
     }
 }
 
@@ -167,7 +170,9 @@ mod tests {
     fn a_memory_lane_carries_bytes_both_ways_and_starts_anew_on_reset() {
         let (mut a, mut b) = MemoryLane::pair(8);
         assert_eq!(a.poll(), LaneState::Down);
-        let LaneState::Up(g) = b.poll() else { panic!("acceptor not up") };
+        let LaneState::Up(g) = b.poll() else {
+            panic!("acceptor not up")
+        };
         assert_eq!(a.poll(), LaneState::Up(g));
         assert_eq!(a.write(b"0123456789"), 8, "bounded like a ring");
         let mut got = Vec::new();
@@ -181,7 +186,9 @@ mod tests {
         b.reset();
         assert_eq!(b.poll(), LaneState::Down);
         assert_eq!(a.poll(), LaneState::Down);
-        let LaneState::Up(g2) = b.poll() else { panic!("acceptor did not rejoin") };
+        let LaneState::Up(g2) = b.poll() else {
+            panic!("acceptor did not rejoin")
+        };
         assert_ne!(g, g2);
         assert_eq!(a.poll(), LaneState::Up(g2));
     }

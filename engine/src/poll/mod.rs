@@ -26,12 +26,12 @@ use crate::stats::{Counters, DropReason};
 use crate::steer::{CoreMessage, NoSteer, Steer};
 use crate::time::{Clock, Duration, Instant, MonotonicClock};
 
-mod migration;
 mod lane;
+mod migration;
 mod peers;
 mod remote;
-pub use migration::MigrationLatency;
 pub use lane::{Lane, LaneState, MemoryLane};
+pub use migration::MigrationLatency;
 pub use peers::{ChannelConfig, ChannelCounters, PeerAddr, PeerStatus, Peers};
 pub use remote::{LIMBO, PREPARE_TIMEOUT};
 
@@ -69,6 +69,9 @@ pub const SLEEP_MAX: Duration = Duration::from_millis(1);
 
 /// Longest block in [`Port::wait_rx`]; it bounds how late the loop sees `stop`.
 pub const INTERRUPT_WAIT: Duration = Duration::from_millis(100);
+
+/// The resolution of [`Port::wait_rx`] (epoll's: a millisecond); shorter waits sleep.
+pub const INTERRUPT_WAIT_GRAIN: Duration = Duration::from_millis(1);
 
 /// Longest block in [`Port::wait_rx`] for a core with sibling cores: what they hand over
 /// (frames of its flows, connections moving to it) does not raise its interrupt, so it
@@ -590,6 +593,12 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                     };
                     let wait = longest.min(until_timer);
                     if wait.is_zero() {
+                        continue;
+                    }
+                    if wait < INTERRUPT_WAIT_GRAIN {
+                        // Receive interrupts wait in whole milliseconds: a deadline
+                        // sooner than that (a timer, a lane's next look) is slept to.
+                        std::thread::sleep(wait);
                         continue;
                     }
                     if !self.port.wait_rx(wait) {

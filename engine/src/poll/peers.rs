@@ -46,8 +46,10 @@ pub const LINK_INITIAL_WINDOW: u32 = 256 * 1024;
 /// to the peer are refused (busy) and forwarded frames dropped (TCP recovers them).
 pub const LINK_BACKLOG: usize = 32 << 20;
 /// How often a lane whose stream is down is looked at, and the longest an idle engine
-/// with lanes sleeps (a lane raises no interrupt: bytes on it wait for the next look).
-pub const LANE_POLL_EVERY: Duration = Duration::from_millis(1);
+/// with lanes sleeps (a lane raises no interrupt: bytes on it wait for the next look, so
+/// with `--idle interrupt` or `sleep` each message of a move may wait this long; a
+/// spinning engine sees them at once).
+pub const LANE_POLL_EVERY: Duration = Duration::from_micros(100);
 /// Bytes taken from a lane per poll, at most (a record is read over several polls).
 const LANE_READ_MAX: usize = 1 << 20;
 
@@ -779,7 +781,13 @@ impl Peers {
         }
         let mut stale = Vec::new();
         for l in &mut self.links {
-            if matches!(l.via, Via::Lane { generation: None, .. }) {
+            if matches!(
+                l.via,
+                Via::Lane {
+                    generation: None,
+                    ..
+                }
+            ) {
                 continue; // no stream: nothing to time out, nothing to send
             }
             let established = l.session.is_established();
@@ -828,15 +836,25 @@ impl Peers {
             .iter()
             .any(|l| matches!(l.via, Via::Lane { .. }))
             .then_some(self.last_poll + LANE_POLL_EVERY);
-        let links = self.links.iter().map(|l| {
-            if l.session.is_established() {
+        let links = self.links.iter().filter_map(|l| {
+            if matches!(
+                l.via,
+                Via::Lane {
+                    generation: None,
+                    ..
+                }
+            ) {
+                return None; // no stream: looked at every LANE_POLL_EVERY (below)
+            }
+            Some(if l.session.is_established() {
                 (l.last_sent + HEARTBEAT_EVERY).min(l.last_heard + PEER_DEAD_AFTER)
             } else {
                 l.opened + HANDSHAKE_TIMEOUT
-            }
+            })
         });
-        let peers = self.peers.iter().filter_map(|p| {
-            if p.out_link.is_none() {
+        let peers = self.peers.iter().enumerate().filter_map(|(i, p)| {
+            // A peer reached over lanes has no TCP link to open.
+            if p.out_link.is_none() && !self.lane_peers[i] {
                 Some(p.next_connect)
             } else {
                 p.last_heard
