@@ -181,7 +181,7 @@ fn setup(conns: usize, state: usize) -> Pair {
     }
     assert!(established(&mut net), "connections and lanes up");
     let now = net.now();
-    let [ca, cb]: [ControlSender; 2] = control.try_into().ok().expect("two engines");
+    let [ca, cb]: [ControlSender; 2] = control.try_into().expect("two engines");
     Pair {
         net,
         ids: [a, b],
