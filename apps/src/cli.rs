@@ -133,11 +133,19 @@ fn report_clap_error(e: &clap::Error) -> i32 {
         }
         _ => {
             let text = e.render().to_string();
+            // The message's first paragraph, on one line: clap lists missing arguments
+            // on the lines under its first.
             let first = text
                 .lines()
-                .next()
-                .unwrap_or("error: bad arguments")
-                .trim_end();
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let first = if first.is_empty() {
+                "error: bad arguments".to_string()
+            } else {
+                first
+            };
             eprintln!("{first} (see `migratory --help`)");
             EXIT_USAGE
         }

@@ -39,6 +39,22 @@ expect_usage "no-huge with in-memory" "cannot be combined" "$bin" serve --ip 10.
 expect_usage "hugepages needed but not mounted" "hugetlbfs is not mounted" \
   unshare -m sh -c 'for m in $(awk "\$3 == \"hugetlbfs\" {print \$2}" /proc/mounts); do umount "$m"; done; exec "$0" "$@"' \
   "$bin" serve --ip 10.0.0.2/24 --name nohuge$$ -- -l 0 --no-pci --file-prefix=mg-nohuge-$$
+# The cluster's options: the key file, and the peers its links name.
+keydir=$(mktemp -d)
+key=$keydir/key
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$key"; chmod 600 "$key"
+short=$keydir/short; printf '%s' 0123456789abcdef >"$short"; chmod 600 "$short"
+open=$keydir/open; cp "$key" "$open"; chmod 644 "$open"
+chan=(serve --ip 10.0.0.2/24 --channel 10.0.0.2:7000 --peer b=10.0.0.3:7000)
+expect_usage "cluster key too short" "needs at least 32" "$bin" "${chan[@]}" --cluster-key-file "$short" -- "${eal[@]}"
+expect_usage "cluster key readable by others" "readable by others" "$bin" "${chan[@]}" --cluster-key-file "$open" -- "${eal[@]}"
+expect_usage "cluster key file missing" "$keydir/none" "$bin" "${chan[@]}" --cluster-key-file "$keydir/none" -- "${eal[@]}"
+expect_usage "peer without a channel" "channel" "$bin" serve --ip 10.0.0.2/24 --peer b=10.0.0.3:7000 -- "${eal[@]}"
+expect_usage "bad peer" "not ADDR:PORT" "$bin" "${chan[@]}" --peer c=10.0.0.4 --cluster-key-file "$key" -- "${eal[@]}"
+expect_usage "shared-memory link to no peer" "no --peer of that name" "$bin" "${chan[@]}" --peer-shm c=/dev/shm/mg-cli-$$ --cluster-key-file "$key" -- "${eal[@]}"
+expect_usage "shared-memory link file unusable" "--peer-shm b" "$bin" "${chan[@]}" --peer-shm "b=$keydir" --cluster-key-file "$key" -- "${eal[@]}"
+rm -rf "$keydir" /dev/shm/mg-cli-$$
+
 rm -rf /var/run/dpdk/mg-noport-$$ /var/run/dpdk/mg-busy-$$ /var/run/dpdk/mg-nohuge-$$
 
 [ "$fails" -eq 0 ] || { echo "FAIL: $fails cases"; exit 1; }
