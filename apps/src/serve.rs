@@ -589,6 +589,9 @@ where
             snap.counters.clone_from(e.counters());
             snap.extra = stack_figures(e);
             snap.extra.push(("mbufs_in_use", u64::from(pool.in_use())));
+            // The poll loop's time, and the part of it in polls that did work.
+            snap.extra.push(("poll_busy_ns", e.busy().busy_ns()));
+            snap.extra.push(("poll_loop_ns", e.busy().total_ns()));
             snap.latency.clone_from(e.migration_latency());
             snap.extra.extend(e.channel_figures());
             snap.peers = e.peer_status(clock.now());

@@ -12,7 +12,7 @@ use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use engine::iface::{IfaceConfig, Interface};
-use engine::poll::{Engine, IdleStrategy};
+use engine::poll::{BusyMeter, Engine, IdleStrategy};
 use engine::port::Port;
 use engine::stack::{Stack, StackConfig, StackKeys, TcpCounters};
 use engine::steer::NoSteer;
@@ -104,6 +104,10 @@ pub struct TcpReport {
     /// CPU time the generator got over the window, per second of it: below 1.0 the
     /// spinning generator shared its core with other processes.
     pub cpu_share: Option<f64>,
+    /// The share of the generator's poll loop, over the window, spent in polls that
+    /// received frames (the rest found nothing): near 1.0 the generator, not the server,
+    /// may be what limits the figures.
+    pub busy_share: Option<f64>,
 }
 
 /// Snapshot of the counters that are reported as differences over the window.
@@ -115,9 +119,10 @@ struct Mark {
     tx_packets: u64,
     dropped: u64,
     cpu_s: Option<f64>,
+    busy: (u64, u64),
 }
 
-fn mark<P: Port>(e: &Engine<P, GenApp, NoSteer>) -> Mark {
+fn mark<P: Port>(e: &Engine<P, GenApp, NoSteer>, busy: &BusyMeter) -> Mark {
     let c = e.counters();
     Mark {
         at: std::time::Instant::now(),
@@ -126,6 +131,7 @@ fn mark<P: Port>(e: &Engine<P, GenApp, NoSteer>) -> Mark {
         tx_packets: c.tx_packets,
         dropped: c.total_dropped(),
         cpu_s: cli::process_cpu_seconds(),
+        busy: busy.reading(),
     }
 }
 
@@ -223,9 +229,12 @@ pub fn run(
     let mut first: Option<Mark> = None;
     let mut end_at = warm_end + std::time::Duration::from_secs_f64(cfg.duration);
     let mut iter = 0u32;
+    let mut busy = BusyMeter::new();
     loop {
         let now = clock.now();
-        idle.after(engine.poll_once(now));
+        let received = engine.poll_once(now);
+        busy.record(now, received > 0);
+        idle.after(received);
         iter = iter.wrapping_add(1);
         if iter & 63 != 0 {
             continue;
@@ -233,17 +242,19 @@ pub fn run(
         let wall = std::time::Instant::now();
         if first.is_none() && wall >= warm_end {
             engine.app_mut().reset_measurement();
-            let m = mark(&engine);
+            let m = mark(&engine, &busy);
             end_at = m.at + std::time::Duration::from_secs_f64(cfg.duration);
             first = Some(m);
             progress.restart(wall);
+            // The window starts: a runner samples the server's counters on this line.
+            eprintln!("migratory-gen: measuring");
         }
         if wall >= end_at || stop.load(Ordering::Relaxed) {
             break;
         }
         progress.update(wall, start, engine.app(), first.is_some());
     }
-    let last = mark(&engine);
+    let last = mark(&engine, &busy);
     engine.app_mut().stopping = true;
     progress.finish();
     let first = first.unwrap_or(last);
@@ -299,6 +310,13 @@ fn report(
         dropped: last.dropped.saturating_sub(first.dropped),
         ramp_s,
         cpu_share: last.cpu_s.zip(first.cpu_s).map(|(b, a)| (b - a) / secs),
+        busy_share: {
+            let (busy, total) = (
+                last.busy.0.saturating_sub(first.busy.0),
+                last.busy.1.saturating_sub(first.busy.1),
+            );
+            (total > 0).then(|| busy as f64 / total as f64)
+        },
         ..TcpReport::default()
     };
     match workload {

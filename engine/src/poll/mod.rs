@@ -26,10 +26,12 @@ use crate::stats::{Counters, DropReason};
 use crate::steer::{CoreMessage, NoSteer, Steer};
 use crate::time::{Clock, Duration, Instant, MonotonicClock};
 
+mod busy;
 mod lane;
 mod migration;
 mod peers;
 mod remote;
+pub use busy::BusyMeter;
 pub use lane::{Lane, LaneState, MemoryLane};
 pub use migration::MigrationLatency;
 pub use peers::{ChannelConfig, ChannelCounters, PeerAddr, PeerStatus, Peers};
@@ -139,6 +141,7 @@ pub struct Engine<P: Port, A: App = NoApp, S: Steer<P::Frame> = NoSteer> {
     /// Messages from other cores of the current burst; empty between polls.
     inbox: Vec<CoreMessage<P::Frame>>,
     interrupt_fell_back: bool,
+    busy: BusyMeter,
     next_arp_check: Instant,
     /// ARP probes due at the current check; empty between checks.
     arp_probes: Vec<ArpProbe>,
@@ -187,6 +190,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             tx: Vec::with_capacity(BURST_SIZE),
             inbox: Vec::with_capacity(BURST_SIZE),
             interrupt_fell_back: false,
+            busy: BusyMeter::new(),
             next_arp_check: Instant::ZERO,
             arp_probes: Vec::with_capacity(ARP_PROBES_PER_CHECK),
             next_pressure_check: Instant::ZERO,
@@ -520,6 +524,12 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         }
     }
 
+    /// How busy [`Engine::run`]'s loop has been: time in polls that received frames
+    /// against all of it (idling included).
+    pub fn busy(&self) -> &BusyMeter {
+        &self.busy
+    }
+
     /// Whether a [`Engine::run`] asked for `Interrupt` had to sleep instead, because the
     /// port cannot block on receive or waiting failed. Set once, never cleared; the caller
     /// reports it (the engine does not print).
@@ -558,7 +568,9 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                 report(self);
                 *next_report = now + every;
             }
-            if self.poll_once(now) > 0 {
+            let received = self.poll_once(now);
+            self.busy.record(now, received > 0);
+            if received > 0 {
                 empty_polls = 0;
                 sleep = SLEEP_MIN;
                 continue;
