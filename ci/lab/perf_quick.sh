@@ -59,6 +59,20 @@ for name, want in expected.items():
         if unit != "gbps" and not (r.get("p50_us") and r.get("p99_us")):
             bad.append(f"{name}/{sysname}: no latency percentiles")
         figs.append(f"{name}/{sysname} {v:g} {unit}")
+wf = doc.get("wire_ceiling_full") or {}
+if not (wf.get("size") == 1514 and isinstance(wf.get("gbps"), (int, float)) and wf["gbps"] > 0):
+    bad.append("no wire ceiling at 1514 B frames")
+if not (doc.get("bulk_vs_wire") or {}).get("ratio"):
+    bad.append("no bulk_vs_wire ratio")
+# The engine and the generator report how busy their poll loops were over the window.
+for name in ("latency", "rpc", "cps", "bulk"):
+    r = ((wls.get(name) or {}).get("systems") or {}).get("engine") or {}
+    for k in ("server_busy_share", "client_busy_share"):
+        v = r.get(k)
+        if not (isinstance(v, (int, float)) and 0 < v <= 1):
+            bad.append(f"{name}/engine: {k} {v!r} not in (0, 1]")
+    if r.get("limited_by") not in ("server", "generator", "both", "neither"):
+        bad.append(f"{name}/engine: limited_by {r.get('limited_by')!r}")
 mg = (doc.get("workloads_migrate") or {}).get("runs") or {}
 for state in (0, 4096, 65536):
     for how in ("still", "moving"):
