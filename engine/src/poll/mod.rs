@@ -39,7 +39,10 @@ pub use remote::{LIMBO, PREPARE_TIMEOUT};
 
 /// Receive bursts taken per poll at most (when the device has that many frames queued)
 /// before timers and the application run.
-pub const RX_BURSTS_PER_POLL: usize = 4;
+pub const RX_BURSTS_PER_POLL: usize = 16;
+
+/// Frames taken from the port at a time within a poll.
+pub const RX_CHUNK: usize = 8;
 
 /// How often the loop asks the port whether buffers run low.
 const PRESSURE_CHECK: Duration = Duration::from_millis(1);
@@ -333,14 +336,23 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             self.next_pressure_check = now + PRESSURE_CHECK;
             self.stack.set_buffers_low(self.port.buffers_low());
         }
-        // Take in up to RX_BURSTS_PER_POLL bursts before timers run: an ACK still queued
+        // Take in up to RX_BURSTS_PER_POLL chunks before timers run: an ACK still queued
         // in the device must cancel a retransmission before the timer would fire it.
         let mut received = 0;
         for _ in 0..RX_BURSTS_PER_POLL {
             let (from_port, all) = self.receive_burst(now);
             received += all;
-            if from_port < BURST_SIZE {
+            if from_port < RX_CHUNK {
                 break;
+            }
+            // More is waiting: answer what came in so far first, so that the peer works
+            // on it while this side takes in the rest (two engines on one link would
+            // otherwise take turns, each idle while the other runs a whole burst). Not
+            // when a timer is due: what it sends (a loss probe) goes out first, and the
+            // ACKs still queued must be seen before it fires.
+            if !self.stack.timers_due(now) {
+                self.dispatch(now);
+                self.transmit(now);
             }
         }
         self.stack.handle_timers(now);
@@ -387,7 +399,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     /// answers, owner updates), and runs it all through the stack. Returns the frames
     /// taken from the port, and all frames and messages.
     fn receive_burst(&mut self, now: Instant) -> (usize, usize) {
-        self.port.recv_burst(&mut self.rx, BURST_SIZE);
+        self.port.recv_burst(&mut self.rx, RX_CHUNK);
         let from_port = self.rx.len();
         let mut rx = core::mem::take(&mut self.rx);
         for frame in rx.drain(..) {

@@ -620,6 +620,12 @@ impl Stack {
 
     /// Fires due timers. The connections they made send come first in the next
     /// [`Stack::transmit`].
+    /// Whether a connection timer is due at `now` (may say so a tick early): the poll
+    /// loop lets timers act before it sends what more received frames caused.
+    pub fn timers_due(&self, now: Instant) -> bool {
+        self.timers.next_deadline().is_some_and(|d| d <= now)
+    }
+
     pub fn handle_timers(&mut self, now: Instant) {
         let mut expired = core::mem::take(&mut self.expired);
         self.timers.expire(now, &mut expired);
