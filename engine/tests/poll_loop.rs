@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use engine::iface::{IfaceConfig, Interface, ARP_DELAY_FIRST_PROBE, ARP_PROBE_INTERVAL};
 use engine::poll::{
-    Engine, IdleStrategy, ARP_RETRY, BURST_SIZE, INTERRUPT_WAIT, RX_BURSTS_PER_POLL, RX_CHUNK,
-    TX_ATTEMPTS,
+    Engine, IdleStrategy, ARP_RETRY, INTERRUPT_WAIT, RX_BURSTS_PER_POLL, RX_CHUNK, TX_ATTEMPTS,
 };
 use engine::port::{Frame, IdleSupport, Port, VecFrame};
 use engine::stats::DropReason;
