@@ -37,7 +37,7 @@ pub use migration::MigrationLatency;
 pub use peers::{ChannelConfig, ChannelCounters, PeerAddr, PeerStatus, Peers};
 pub use remote::{LIMBO, PREPARE_TIMEOUT};
 
-/// Receive bursts taken per poll at most (when the device has that many frames queued)
+/// Receive chunks ([`RX_CHUNK`] frames) taken per poll at most (when the device has that many queued)
 /// before timers and the application run.
 pub const RX_BURSTS_PER_POLL: usize = 16;
 
