@@ -73,6 +73,10 @@ for name in ("latency", "rpc", "cps", "bulk"):
             bad.append(f"{name}/engine: {k} {v!r} not in (0, 1]")
     if r.get("limited_by") not in ("server", "generator", "both", "neither"):
         bad.append(f"{name}/engine: limited_by {r.get('limited_by')!r}")
+sc = doc.get("workloads_scaling") or {}
+one = (sc.get("runs") or {}).get("1") or {}
+if not (isinstance(one.get("rps"), (int, float)) and one["rps"] > 0 and one.get("vs_n_times_one") == 1.0):
+    bad.append(f"scaling: no rpc figure on one engine core ({one!r})")
 mg = (doc.get("workloads_migrate") or {}).get("runs") or {}
 for state in (0, 4096, 65536):
     for how in ("still", "moving"):
