@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use engine::iface::{IfaceConfig, Interface, ARP_DELAY_FIRST_PROBE, ARP_PROBE_INTERVAL};
 use engine::poll::{
-    Engine, IdleStrategy, ARP_RETRY, INTERRUPT_WAIT, RX_BURSTS_PER_POLL, RX_CHUNK, TX_ATTEMPTS,
+    Engine, IdleStrategy, ARP_RETRY, INTERRUPT_WAIT, RX_CHUNK, RX_CHUNKS_PER_POLL, TX_ATTEMPTS,
 };
 use engine::port::{Frame, IdleSupport, Port, VecFrame};
 use engine::stats::DropReason;
@@ -219,10 +219,10 @@ fn ping_and_arp_are_answered_in_one_poll() {
 
 #[test]
 fn polls_take_a_bounded_number_of_bursts() {
-    // A poll takes up to RX_BURSTS_PER_POLL chunks of RX_CHUNK frames before timers run,
+    // A poll takes up to RX_CHUNKS_PER_POLL chunks of RX_CHUNK frames before timers run,
     // answering each full chunk before it takes the next (so that a peer works on the
     // answers meanwhile); the rest waits for the next poll.
-    let per_poll = RX_BURSTS_PER_POLL * RX_CHUNK;
+    let per_poll = RX_CHUNKS_PER_POLL * RX_CHUNK;
     let queued = per_poll + RX_CHUNK / 2;
     let mut port = MemPort::new();
     for seq in 0..queued as u16 {
@@ -232,7 +232,7 @@ fn polls_take_a_bounded_number_of_bursts() {
     assert_eq!(engine.poll_once(Instant::ZERO), per_poll);
     assert_eq!(engine.port().sent.len(), per_poll);
     assert!(
-        engine.port().send_calls >= RX_BURSTS_PER_POLL,
+        engine.port().send_calls >= RX_CHUNKS_PER_POLL,
         "answers leave chunk by chunk: {} sends",
         engine.port().send_calls
     );

@@ -310,13 +310,7 @@ fn report(
         dropped: last.dropped.saturating_sub(first.dropped),
         ramp_s,
         cpu_share: last.cpu_s.zip(first.cpu_s).map(|(b, a)| (b - a) / secs),
-        busy_share: {
-            let (busy, total) = (
-                last.busy.0.saturating_sub(first.busy.0),
-                last.busy.1.saturating_sub(first.busy.1),
-            );
-            (total > 0).then(|| busy as f64 / total as f64)
-        },
+        busy_share: BusyMeter::share_between(first.busy, last.busy),
         ..TcpReport::default()
     };
     match workload {

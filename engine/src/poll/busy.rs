@@ -52,11 +52,11 @@ impl BusyMeter {
         self.total_ns
     }
 
-    /// The busy share between an earlier reading `(busy_ns, total_ns)` and now; `None`
-    /// when no time passed.
-    pub fn share_since(&self, earlier: (u64, u64)) -> Option<f64> {
-        let total = self.total_ns.saturating_sub(earlier.1);
-        (total > 0).then(|| self.busy_ns.saturating_sub(earlier.0) as f64 / total as f64)
+    /// The busy share between two readings ([`BusyMeter::reading`]); `None` when no
+    /// time passed between them.
+    pub fn share_between(earlier: (u64, u64), later: (u64, u64)) -> Option<f64> {
+        let total = later.1.saturating_sub(earlier.1);
+        (total > 0).then(|| later.0.saturating_sub(earlier.0) as f64 / total as f64)
     }
 
     /// `(busy_ns, total_ns)`, to compare with later.
@@ -80,10 +80,13 @@ mod tests {
         m.record(t + Duration::from_micros(11), false); // 1 us busy
         assert_eq!(m.busy_ns(), 4_000);
         assert_eq!(m.total_ns(), 11_000);
-        assert_eq!(m.share_since((0, 0)), Some(4.0 / 11.0));
+        assert_eq!(
+            BusyMeter::share_between((0, 0), m.reading()),
+            Some(4.0 / 11.0)
+        );
         let r = m.reading();
-        assert_eq!(m.share_since(r), None);
+        assert_eq!(BusyMeter::share_between(r, m.reading()), None);
         m.record(t + Duration::from_micros(21), false); // the last poll was empty
-        assert_eq!(m.share_since(r), Some(0.0));
+        assert_eq!(BusyMeter::share_between(r, m.reading()), Some(0.0));
     }
 }

@@ -37,9 +37,9 @@ pub use migration::MigrationLatency;
 pub use peers::{ChannelConfig, ChannelCounters, PeerAddr, PeerStatus, Peers};
 pub use remote::{LIMBO, PREPARE_TIMEOUT};
 
-/// Receive chunks ([`RX_CHUNK`] frames) taken per poll at most (when the device has that many queued)
-/// before timers and the application run.
-pub const RX_BURSTS_PER_POLL: usize = 16;
+/// Receive chunks ([`RX_CHUNK`] frames each) taken per poll at most, when the device has
+/// that many queued, before timers run.
+pub const RX_CHUNKS_PER_POLL: usize = 16;
 
 /// Frames taken from the port at a time within a poll.
 pub const RX_CHUNK: usize = 8;
@@ -336,10 +336,10 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             self.next_pressure_check = now + PRESSURE_CHECK;
             self.stack.set_buffers_low(self.port.buffers_low());
         }
-        // Take in up to RX_BURSTS_PER_POLL chunks before timers run: an ACK still queued
+        // Take in up to RX_CHUNKS_PER_POLL chunks before timers run: an ACK still queued
         // in the device must cancel a retransmission before the timer would fire it.
         let mut received = 0;
-        for _ in 0..RX_BURSTS_PER_POLL {
+        for _ in 0..RX_CHUNKS_PER_POLL {
             let (from_port, all) = self.receive_burst(now);
             received += all;
             if from_port < RX_CHUNK {

@@ -28,8 +28,8 @@ use crate::wire::tcp::{Control, TcpRepr};
 const COOKIE_QUIET: crate::time::Duration = crate::time::Duration::from_secs(128);
 
 /// Stateless replies queued at most; more are dropped (and counted). The queue is drained
-/// once per poll, and one poll takes in up to `poll::RX_BURSTS_PER_POLL` bursts of
-/// `poll::BURST_SIZE` frames (128): at 64, a SYN flood had exactly half of its SYNs
+/// at least once per poll, and one poll takes in up to `poll::RX_CHUNKS_PER_POLL` chunks
+/// of `poll::RX_CHUNK` frames (128): at 64, a SYN flood had exactly half of its SYNs
 /// dropped here instead of answered with cookies.
 const MAX_REPLIES: usize = 256;
 
