@@ -190,7 +190,8 @@ fn forged_cookie_ack_gets_reset() {
         l.handle_segment(now, a_tuple().reversed(), &ack),
         ListenOutcome::Reset
     );
-    assert_eq!(l.stats().cookies_rejected, 1);
+    // No cookie was sent, so none is checked (like Linux): nothing to guess at.
+    assert_eq!(l.stats().cookies_rejected, 0);
     // RFC 9293 §3.10.7.2: <SEQ=SEG.ACK><CTL=RST>.
     let t = l.poll_transmit(now).expect("RST");
     assert_eq!(t.repr.control, Control::Rst);
@@ -198,6 +199,64 @@ fn forged_cookie_ack_gets_reset() {
     assert_eq!(t.repr.ack_number, None);
     assert!(l.poll_transmit(now).is_none());
     assert!(l.accept().is_none());
+}
+
+#[test]
+fn forged_cookie_ack_is_dropped_while_cookies_are_in_use() {
+    let config = TcpConfig::default();
+    let mut l = listener(
+        ListenerConfig {
+            backlog: 0,
+            ..ListenerConfig::default()
+        },
+        config,
+    );
+    let now = Instant::from_millis(1);
+    let syn = TcpRepr {
+        src_port: A_ADDR.port(),
+        dst_port: B_ADDR.port(),
+        control: Control::Syn,
+        seq_number: SeqNumber(999),
+        window_len: 100,
+        ..TcpRepr::default()
+    };
+    assert_eq!(
+        l.handle_segment(now, a_tuple().reversed(), &syn),
+        ListenOutcome::CookieSent
+    );
+    let cookie = l
+        .poll_transmit(now)
+        .expect("cookie SYN-ACK")
+        .repr
+        .seq_number;
+    let forged = TcpRepr {
+        src_port: A_ADDR.port(),
+        dst_port: B_ADDR.port(),
+        seq_number: SeqNumber(1000),
+        ack_number: Some(cookie + 2),
+        window_len: 100,
+        ..TcpRepr::default()
+    };
+    // Checked, failed, dropped without a RST (it may belong to a cookie handshake whose
+    // first ACK was lost), and no connection made.
+    assert_eq!(
+        l.handle_segment(now, a_tuple().reversed(), &forged),
+        ListenOutcome::Ignored
+    );
+    assert_eq!(l.stats().cookies_rejected, 1);
+    assert_eq!(l.stats().resets_sent, 0);
+    assert!(l.poll_transmit(now).is_none());
+    assert!(l.accept().is_none());
+    // The right ACK still completes the handshake.
+    let good = TcpRepr {
+        ack_number: Some(cookie + 1),
+        ..forged
+    };
+    assert_eq!(
+        l.handle_segment(now, a_tuple().reversed(), &good),
+        ListenOutcome::CookieAccepted
+    );
+    assert!(l.accept().is_some());
 }
 
 #[test]

@@ -44,11 +44,17 @@ pub struct ListenerConfig {
     pub syn_cookies: bool,
 }
 
+/// Linux's sizes on a machine with a few GiB: `tcp_max_syn_backlog` 2048 half-open
+/// connections and `somaxconn` 4096 waiting for accept. A half-open connection holds no
+/// buffers (a few hundred bytes). At 256, 2,000 clients connecting at once overflowed
+/// into SYN cookies, and a cookie can be completed twice: a handshake ACK that reaches
+/// the listener after its connection has come and gone (a multi-queue tap delivers a
+/// flow's first ACK on another queue than its data) opens a connection nobody uses.
 impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
-            backlog: 256,
-            accept_backlog: 256,
+            backlog: 2048,
+            accept_backlog: 4096,
             syn_cookies: true,
         }
     }
@@ -208,19 +214,23 @@ impl Listener {
         }
         // Second: an ACK is bad unless it completes a SYN cookie: <SEQ=SEG.ACK><CTL=RST>.
         if let Some(ack) = seg.ack_number {
-            if seg.control == Control::None || seg.control == Control::Fin {
+            // Like Linux, a cookie is checked only while cookies are in use (one was sent
+            // in the last two cookie periods, the life of a cookie): otherwise no ACK can
+            // complete one, and a stray ACK (a duplicate of a handshake whose connection
+            // has come and gone) must not open a connection.
+            let cookies_in_use = self
+                .last_cookie_at
+                .is_some_and(|t| now.saturating_duration_since(t) < COOKIE_QUIET);
+            if cookies_in_use && (seg.control == Control::None || seg.control == Control::Fin) {
                 if let Some(outcome) = self.try_cookie(now, tuple, seg, ack) {
                     return outcome;
                 }
             }
-            // Like Linux: while cookies are in use (sent in the last two cookie periods),
-            // an ACK that fails the check is dropped rather than reset. It may complete a
-            // cookie handshake whose first ACK was lost (its sequence number is then past
-            // ISN+1 and fails the check); the peer retransmits what we need.
-            if self
-                .last_cookie_at
-                .is_some_and(|t| now.saturating_duration_since(t) < COOKIE_QUIET)
-            {
+            // While cookies are in use, an ACK that fails the check is dropped rather than
+            // reset. It may complete a cookie handshake whose first ACK was lost (its
+            // sequence number is then past ISN+1 and fails the check); the peer
+            // retransmits what we need.
+            if cookies_in_use {
                 return ListenOutcome::Ignored;
             }
             self.queue_reset(tuple, seg);
