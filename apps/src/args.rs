@@ -148,6 +148,12 @@ pub struct ServeArgs {
     /// and frames reaching the wrong core are handed to their owner.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]
     pub cores: u16,
+    /// Connections each core holds at most (TIME-WAIT records and half-open connections
+    /// not counted); SYNs beyond it are answered with a RST and counted as table_full.
+    /// Memory is taken as connections come, not up front.
+    #[arg(long, value_name = "N", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub max_connections: u32,
     /// Seeded fault injection on the port, e.g. `drop=0.05,seed=7` (keys: drop, dup,
     /// reorder, reorder_after, reorder_timeout, delay, delay_p, seed, dir=rx|tx|both, hold).
     #[arg(long, value_name = "SPEC")]

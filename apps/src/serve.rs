@@ -249,6 +249,7 @@ struct CoreSpec {
     mac: EthernetAddress,
     cidr: Ipv4Cidr,
     mtu: usize,
+    max_connections: usize,
     factory: AppFactory,
     fault: Option<FaultConfig>,
     steer: FlowSteer,
@@ -385,6 +386,7 @@ fn run(
         mac,
         cidr: args.ip,
         mtu,
+        max_connections: args.max_connections as usize,
         factory: factory.clone(),
         fault,
         steer,
@@ -487,6 +489,7 @@ fn run_core(
     });
     let mut config = StackConfig::default();
     config.tcp.mtu = u16::try_from(spec.mtu).unwrap_or(1500);
+    config.max_connections = spec.max_connections;
     // The table's key is the core's own; the ISN and cookie secrets are the engine's.
     let keys = StackKeys {
         table: StackKeys::from_seed(random_u64()).table,
@@ -631,6 +634,9 @@ fn stack_figures<P: engine::port::Port, A: App, S: engine::steer::Steer<P::Frame
     v.extend(stack.listener_figures());
     v.push(("connections", stack.connection_count() as u64));
     v.push(("connections_half_open", stack.half_open_count() as u64));
+    let memory = stack.memory();
+    v.push(("memory_state_bytes", memory.state_bytes as u64));
+    v.push(("memory_buffer_bytes", memory.buffer_bytes as u64));
     for (state, n) in stack.connections_by_state() {
         v.push((state_figure(state), n as u64));
     }

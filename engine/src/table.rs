@@ -281,6 +281,11 @@ impl<V, L, W, R> ConnTable<V, L, W, R> {
         self.key.hash_tuple(tuple)
     }
 
+    /// Bytes allocated for the connection entries (buckets and control bytes).
+    pub fn connection_bytes(&self) -> usize {
+        self.connections.allocation_size()
+    }
+
     /// Number of entries of a kind.
     pub fn len(&self, kind: EntryKind) -> usize {
         match kind {

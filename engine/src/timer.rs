@@ -151,6 +151,12 @@ impl<T: Copy> TimerWheel<T> {
         Duration::from_nanos(self.tick_ns)
     }
 
+    /// Bytes allocated for the timers (armed or free) and the list heads.
+    pub fn allocation_bytes(&self) -> usize {
+        self.entries.capacity() * core::mem::size_of::<Entry<T>>()
+            + self.heads.capacity() * core::mem::size_of::<u32>()
+    }
+
     /// Number of armed timers.
     pub fn len(&self) -> usize {
         self.len

@@ -1,9 +1,10 @@
 //! Moves between engines on the simulated wire (issue 10): two engines A and B joined by
 //! the state channel (carried on their own TCP), a client downloading from A, the
 //! connection moved to B (and back) while the client keeps reading, under loss and delay;
-//! B dying at each step of a move; forged, replayed and truncated channel input. The
-//! invariant throughout: a connection has exactly one owner, and a client whose
-//! connection's owner lives gets every byte, in order.
+//! B refusing a move (its application, or no room); B dying at each step of a move;
+//! forged, replayed and truncated channel input. The invariant throughout: a connection
+//! has exactly one owner, and a client whose connection's owner lives gets every byte, in
+//! order.
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 
@@ -11,10 +12,10 @@ use crossbeam::channel::Receiver;
 use engine::channel::{ClusterKey, Message, Role as ChannelRole, Session};
 use engine::control::{control_queue, Command, ControlSender, Reply, Request, Which};
 use engine::migrate::{FlowId, Owner};
-use engine::poll::{ChannelConfig, MemoryLane, PeerAddr};
+use engine::poll::{ChannelConfig, MemoryLane, PeerAddr, PeerStatus};
 use engine::sim::endpoint::{endpoint_ip, endpoint_mac, engine_host, BulkApp, EngineHost, Pattern};
 use engine::sim::{Faults, Host, Network};
-use engine::stack::{App, ConnId, Ctx, Event, Refusal, StackConfig};
+use engine::stack::{App, ConnId, Ctx, Event, MigrateError, Refusal, StackConfig};
 use engine::time::{Duration, Instant};
 
 const CLIENT: u8 = 1;
@@ -27,12 +28,14 @@ const DOWNLOAD_SEED: u64 = 0xd0d0;
 const KEY: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 
 /// Serves each connection `len` bytes of a [`Pattern`], then closes; moves its state (the
-/// offset reached) with the connection.
+/// offset reached) with the connection. With `refuse_imports`, it takes no connection in
+/// (its import says no, as an application without room or of another version would).
 #[derive(Debug, Default)]
 struct Source {
     len: u64,
     conns: BTreeMap<ConnId, (u64, bool)>,
     scratch: Vec<u8>,
+    refuse_imports: bool,
 }
 
 impl Source {
@@ -90,6 +93,9 @@ impl App for Source {
     }
 
     fn import(&mut self, _: &mut Ctx<'_>, conn: ConnId, snapshot: &[u8]) -> Result<(), Refusal> {
+        if self.refuse_imports {
+            return Err(Refusal::NotNow("takes no connection in"));
+        }
         if snapshot.len() != 9 {
             return Err(Refusal::BadSnapshot);
         }
@@ -315,6 +321,17 @@ impl Lab {
     /// A client downloading `len` bytes from A; A and B in one cluster (and Mallory, a
     /// member B knows, when `mallory` is given).
     fn new(seed: u64, len: u64, faults: Faults, mallory: Option<Vec<Attempt>>) -> Lab {
+        Lab::with_b_config(seed, len, faults, mallory, StackConfig::default())
+    }
+
+    /// [`Lab::new`], B's stack configured with `b_config`.
+    fn with_b_config(
+        seed: u64,
+        len: u64,
+        faults: Faults,
+        mallory: Option<Vec<Attempt>>,
+        b_config: StackConfig,
+    ) -> Lab {
         let mut net: Network<Killable> = Network::new(seed);
         net.set_faults(faults).unwrap();
         let all = [CLIENT, A, B, MALLORY];
@@ -322,13 +339,12 @@ impl Lab {
         let mut control = BTreeMap::new();
         let mut add = |net: &mut Network<Killable>, n: u8, app: TestApp| {
             let neighbours: Vec<u8> = all.iter().copied().filter(|&m| m != n).collect();
-            let host = engine_host(
-                n,
-                StackConfig::default(),
-                seed + u64::from(n),
-                app,
-                &neighbours,
-            );
+            let config = if n == B {
+                b_config.clone()
+            } else {
+                StackConfig::default()
+            };
+            let host = engine_host(n, config, seed + u64::from(n), app, &neighbours);
             let pinned = (n == CLIENT).then(|| endpoint_mac(A).0);
             let id = net
                 .add_host(Killable {
@@ -477,11 +493,25 @@ impl Lab {
         }
     }
 
+    /// Makes engine `n`'s application refuse (or take again) the connections moved to it.
+    fn refuse_imports(&mut self, n: u8, refuse: bool) {
+        match self.engine(n).app_mut() {
+            TestApp::Server(s) => s.refuse_imports = refuse,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Engine `n`'s figures for its peer 0 (A's is B, B's is A).
+    fn peer_figures(&self, n: u8) -> PeerStatus {
+        self.engine_ref(n).peer_status(self.net.now()).remove(0)
+    }
+
     fn figure(&self, n: u8, name: &str) -> u64 {
         let e = self.engine_ref(n);
         e.channel_figures()
             .into_iter()
             .chain(e.stack().migration_counters().iter())
+            .chain(e.stack().listener_figures())
             .find(|(k, _)| *k == name)
             .map_or(0, |(_, v)| v)
     }
@@ -567,6 +597,132 @@ fn a_download_moves_over_a_same_host_lane_and_completes() {
     for l in &latencies {
         assert!(*l < Duration::from_millis(2), "freeze to adopted {l:?}");
     }
+}
+
+/// B's application refuses the connection A moves to it (its import says no): B undoes
+/// the adoption and answers the record with a refusal, A takes its frozen copy back and
+/// serves on. The connection has one owner throughout (A), the refusal is counted on both
+/// sides, and once B's application takes connections again the same connection moves
+/// there and the download ends byte-exact.
+#[test]
+fn a_move_the_destination_application_refuses_stays_with_the_origin() {
+    let len = 4 << 20;
+    let faults = Faults::none().with_delay(Duration::from_micros(50), Duration::ZERO);
+    let mut lab = Lab::new(6, len, faults, None);
+    lab.refuse_imports(B, true);
+    assert!(lab.run_until(Duration::from_secs(3), Lab::links_up));
+    assert!(lab.run_until(Duration::from_secs(10), |l| l.client().received > len / 4));
+    let rx = lab.migrate_all(A);
+    let results = await_moves(&mut lab, &rx);
+    assert_eq!(results.len(), 1, "{results:?}");
+    // Refused at the record, by the application: A had frozen the connection and sent
+    // it (a refusal at the prepare would leave `migrations_out` at 0).
+    assert_eq!(results[0].outcome, Err(MigrateError::PeerRefused));
+    assert_eq!(results[0].to, Owner::Peer(0));
+    let flow = results[0].flow;
+    assert_eq!(lab.figure(A, "migrations_out"), 1);
+    // B counted an application refusal, and a refusal from A; it adopted nothing.
+    assert_eq!(lab.figure(B, "migrations_failed_app"), 1);
+    assert_eq!(lab.figure(B, "migrations_in"), 0);
+    let b = lab.peer_figures(B);
+    assert_eq!((b.moved_in, b.refused_in), (0, 1), "{b:?}");
+    // A counted a failed move to B, and took its copy back in.
+    let a = lab.peer_figures(A);
+    assert_eq!((a.moved_out, a.failed_out), (0, 1), "{a:?}");
+    assert_eq!(lab.figure(A, "migrations_in"), 1);
+    assert_eq!(lab.engine_ref(A).migrations_lost(), 0);
+    // Between its freeze and the refusal A forwarded the client's segments to B.
+    let forwarded = lab.figure(A, "channel_frames_forwarded");
+    assert!(forwarded > 0);
+    // One owner: A holds the connection (stack and application), B nothing of it; A
+    // forwards nothing to B any more.
+    assert!(lab.engine_ref(A).stack().find_flow(flow).is_some());
+    assert!(lab.engine_ref(B).stack().find_flow(flow).is_none());
+    assert_eq!((lab.user_connections(A), lab.user_connections(B)), (1, 0));
+    assert_eq!(lab.figure(A, "peer_flows_forwarded"), 0);
+    assert_eq!(lab.figure(B, "peer_flows_adopted"), 0);
+    // A serves on, alone: the client gets more, correct, and nothing reached B since.
+    let received = lab.client().received;
+    assert!(
+        lab.run_until(Duration::from_secs(10), |l| l.client().received > len / 2),
+        "{:?}",
+        lab.client()
+    );
+    assert!(lab.client().received > received);
+    assert_eq!(lab.figure(A, "channel_frames_forwarded"), forwarded);
+    let c = lab.client();
+    assert_eq!((c.mismatch_at, c.error), (None, None), "{c:?}");
+    // B dropped what A forwarded (A's connection's segments, not B's to answer): none
+    // was injected, and B's listener, which takes A's address too, reset nothing.
+    assert_eq!(lab.figure(B, "channel_stale_messages"), forwarded);
+    assert_eq!(lab.figure(B, "channel_frames_received"), 0);
+    assert_eq!(lab.figure(B, "listen_resets_sent"), 0);
+    assert!(lab.engine_ref(A).stack().find_flow(flow).is_some());
+    assert!(lab.engine_ref(B).stack().find_flow(flow).is_none());
+    // B's application takes connections again: the same connection moves there.
+    lab.refuse_imports(B, false);
+    let rx = lab.migrate_all(A);
+    let results = await_moves(&mut lab, &rx);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].outcome.is_ok(), "{results:?}");
+    assert_eq!(results[0].flow, flow);
+    assert!(lab.engine_ref(A).stack().find_flow(flow).is_none());
+    assert!(lab.engine_ref(B).stack().find_flow(flow).is_some());
+    assert_eq!((lab.user_connections(A), lab.user_connections(B)), (0, 1));
+    let b = lab.peer_figures(B);
+    assert_eq!((b.moved_in, b.refused_in), (1, 1), "{b:?}");
+    let a = lab.peer_figures(A);
+    assert_eq!((a.moved_out, a.failed_out), (1, 1), "{a:?}");
+    assert_eq!(lab.figure(B, "migrations_in"), 1);
+    assert!(lab.run_until(Duration::from_secs(30), |l| l.client().complete()));
+    let c = lab.client();
+    assert_eq!((c.received, c.mismatch_at, c.error), (len, None, None));
+}
+
+/// B has no room (its connection limit reached by the channel's two links): it refuses
+/// at the prepare, before A froze anything. A never stopped serving the connection, only
+/// counts the failure, and the download ends byte-exact.
+#[test]
+fn a_move_the_destination_has_no_room_for_is_refused_before_the_freeze() {
+    let len = 3 << 20;
+    let faults = Faults::none().with_delay(Duration::from_micros(50), Duration::ZERO);
+    let b_config = StackConfig {
+        max_connections: 2,
+        ..StackConfig::default()
+    };
+    let mut lab = Lab::with_b_config(7, len, faults, None, b_config);
+    assert!(lab.run_until(Duration::from_secs(3), Lab::links_up));
+    assert_eq!(lab.engine_ref(B).stack().connection_count(), 2);
+    assert!(lab.run_until(Duration::from_secs(10), |l| l.client().received > len / 3));
+    let rx = lab.migrate_all(A);
+    let results = await_moves(&mut lab, &rx);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].outcome, Err(MigrateError::PeerRefused));
+    let flow = results[0].flow;
+    // Nothing was frozen, sent, forwarded or taken back; B's stack saw no record.
+    for name in [
+        "migrations_out",
+        "migrations_in",
+        "channel_frames_forwarded",
+    ] {
+        assert_eq!(lab.figure(A, name), 0, "{name}");
+    }
+    for name in [
+        "migrations_failed_app",
+        "migrations_failed_invalid",
+        "migrations_failed_table",
+    ] {
+        assert_eq!(lab.figure(B, name), 0, "{name}");
+    }
+    let (a, b) = (lab.peer_figures(A), lab.peer_figures(B));
+    assert_eq!((a.moved_out, a.failed_out), (0, 1), "{a:?}");
+    assert_eq!((b.moved_in, b.refused_in), (0, 1), "{b:?}");
+    assert!(lab.engine_ref(A).stack().find_flow(flow).is_some());
+    assert!(lab.engine_ref(B).stack().find_flow(flow).is_none());
+    assert_eq!((lab.user_connections(A), lab.user_connections(B)), (1, 0));
+    assert!(lab.run_until(Duration::from_secs(30), |l| l.client().complete()));
+    let c = lab.client();
+    assert_eq!((c.received, c.mismatch_at, c.error), (len, None, None));
 }
 
 #[test]

@@ -9,6 +9,9 @@
 //!   closes (FIN or RST), and the slot starts again at once (as `linux-load cps` does, the
 //!   slot does not wait for the close handshake). Latency is connect-to-response.
 //! - `bulk`: C streams sending as fast as the window allows to a discard server.
+//! - `conns`: N connections opened and held (from several client addresses when one
+//!   address has too few ports); A of them run `rpc`, the rest stay idle. What a server
+//!   with a million mostly idle connections does for the few that talk.
 //!
 //! A connection that ends before it should (refused, reset, timed out, closed by the
 //! server) counts as an error, and its slot opens a new connection. Time comes from the
@@ -48,6 +51,12 @@ pub enum Workload {
     Bulk {
         streams: usize,
     },
+    Conns {
+        total: usize,
+        active: usize,
+        size: usize,
+        depth: usize,
+    },
 }
 
 impl Workload {
@@ -56,6 +65,7 @@ impl Workload {
             Workload::Rpc { .. } => "rpc",
             Workload::Cps { .. } => "cps",
             Workload::Bulk { .. } => "bulk",
+            Workload::Conns { .. } => "conns",
         }
     }
 
@@ -65,6 +75,7 @@ impl Workload {
             Workload::Rpc { connections, .. } => connections,
             Workload::Cps { concurrency, .. } => concurrency,
             Workload::Bulk { streams } => streams,
+            Workload::Conns { total, .. } => total,
         }
     }
 }
@@ -73,6 +84,9 @@ impl Workload {
 pub const OPENS_PER_POLL: usize = 64;
 /// Bulk write size.
 pub const BULK_CHUNK: usize = 64 * 1024;
+/// Connections opened from one local address before the next is used: fewer than the
+/// 64,512 ephemeral ports of `1024..=65535`, so a port is always found at once.
+pub const CONNECTIONS_PER_ADDRESS: usize = 60_000;
 
 #[derive(Debug, Default)]
 struct Conn {
@@ -84,6 +98,8 @@ struct Conn {
     pending: usize,
     /// Established (counted in [`GenApp::established`]).
     up: bool,
+    /// Issues requests (`conns`: one of the active ones).
+    active: bool,
 }
 
 /// Counters of a run (reset when the measurement window opens).
@@ -129,12 +145,21 @@ pub struct GenApp {
     pub open: usize,
     /// Our connections that are established.
     pub established: usize,
+    /// Local addresses to connect from, [`CONNECTIONS_PER_ADDRESS`] each in turn (empty:
+    /// the interface's own).
+    sources: Vec<std::net::Ipv4Addr>,
+    /// Active opens so far (picks the source address).
+    opened: usize,
+    /// Connections issuing requests (`conns`).
+    active: usize,
 }
 
 impl GenApp {
     pub fn new(workload: Workload, target: SocketAddrV4) -> GenApp {
         let size = match workload {
-            Workload::Rpc { size, .. } | Workload::Cps { size, .. } => size,
+            Workload::Rpc { size, .. }
+            | Workload::Cps { size, .. }
+            | Workload::Conns { size, .. } => size,
             Workload::Bulk { .. } => BULK_CHUNK,
         };
         GenApp {
@@ -149,7 +174,22 @@ impl GenApp {
             stopping: false,
             open: 0,
             established: 0,
+            sources: Vec::new(),
+            opened: 0,
+            active: 0,
         }
+    }
+
+    /// Connects from `sources` ([`CONNECTIONS_PER_ADDRESS`] from each, in order) instead
+    /// of the interface's address; each must be one the interface holds.
+    pub fn with_sources(mut self, sources: Vec<std::net::Ipv4Addr>) -> GenApp {
+        self.sources = sources;
+        self
+    }
+
+    /// Local addresses needed for `connections` connections to one server port.
+    pub fn addresses_needed(connections: usize) -> usize {
+        connections.div_ceil(CONNECTIONS_PER_ADDRESS).max(1)
     }
 
     pub fn workload(&self) -> Workload {
@@ -186,6 +226,9 @@ impl GenApp {
         if c.up {
             self.established = self.established.saturating_sub(1);
         }
+        if c.active {
+            self.active = self.active.saturating_sub(1);
+        }
         if !self.stopping {
             self.to_open += 1;
         }
@@ -195,13 +238,21 @@ impl GenApp {
     fn open_some(&mut self, cx: &mut Ctx<'_>) {
         let n = self.to_open.min(OPENS_PER_POLL);
         for _ in 0..n {
-            match cx.connect(self.target) {
+            let opened = if self.sources.len() > 1 {
+                let source =
+                    self.sources[(self.opened / CONNECTIONS_PER_ADDRESS) % self.sources.len()];
+                cx.connect_from(source, self.target)
+            } else {
+                cx.connect(self.target)
+            };
+            match opened {
                 Ok(id) => {
                     let mut c = Conn::default();
                     if matches!(self.workload, Workload::Cps { .. }) {
                         c.sent_at.push_back(cx.now());
                     }
                     self.insert(id, c);
+                    self.opened += 1;
                     self.open += 1;
                     self.counters.connects += 1;
                     self.to_open -= 1;
@@ -256,6 +307,24 @@ impl GenApp {
         self.write_pending(cx, id);
     }
 
+    /// Makes established idle connections active until `active` are (`conns`).
+    fn start_active(&mut self, cx: &mut Ctx<'_>, active: usize, depth: usize) {
+        let mut ids = Vec::new();
+        for (id, c) in self.conns.iter_mut().flatten() {
+            if self.active + ids.len() >= active {
+                break;
+            }
+            if c.up && !c.active {
+                c.active = true;
+                ids.push(*id);
+            }
+        }
+        self.active += ids.len();
+        for id in ids {
+            self.fill(cx, id, depth);
+        }
+    }
+
     fn on_readable(&mut self, cx: &mut Ctx<'_>, id: ConnId) {
         let size = self.request.len();
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -285,7 +354,9 @@ impl GenApp {
             }
             self.counters.completed += done;
             match self.workload {
-                Workload::Rpc { depth, .. } if done > 0 => self.fill(cx, id, depth),
+                Workload::Rpc { depth, .. } | Workload::Conns { depth, .. } if done > 0 => {
+                    self.fill(cx, id, depth)
+                }
                 Workload::Cps { close, .. } if done > 0 => {
                     // Done: the slot starts a new connection at once; what is left of
                     // this one (the close handshake) is the stack's business.
@@ -344,6 +415,9 @@ impl App for GenApp {
                         self.write_pending(cx, id);
                     }
                     Workload::Bulk { .. } => self.on_writable(cx, id),
+                    // Requests start once every connection is up (`on_poll`): the time
+                    // to open them is measured alone.
+                    Workload::Conns { .. } => {}
                 }
             }
             Event::Writable => match self.workload {
@@ -370,6 +444,19 @@ impl App for GenApp {
     fn on_poll(&mut self, cx: &mut Ctx<'_>) {
         if !self.stopping && self.to_open > 0 {
             self.open_some(cx);
+        }
+        if let Workload::Conns {
+            total,
+            active,
+            depth,
+            ..
+        } = self.workload
+        {
+            // Every connection up: as many as are missing of the active ones start
+            // (again after one ended early), from the lowest slots.
+            if !self.stopping && self.active < active && self.established >= total {
+                self.start_active(cx, active, depth);
+            }
         }
     }
 }

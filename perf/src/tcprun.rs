@@ -1,4 +1,4 @@
-//! Running one stateful TCP workload of `migratory-gen` (`rpc`, `cps`, `bulk`): the
+//! Running one stateful TCP workload of `migratory-gen` (`rpc`, `cps`, `bulk`, `conns`): the
 //! engine's poll loop (`engine::poll::Engine`) over a DPDK queue ([`DpdkQueue`]) with
 //! [`GenApp`] as its application, driven through its phases: ARP for the server, open the
 //! connections, warm up, measure, stop. The report carries the rate, the latency
@@ -69,6 +69,15 @@ pub struct TcpReport {
     pub concurrency: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub streams: Option<usize>,
+    /// `conns`: the connections issuing requests (the rest are open and idle).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<usize>,
+    /// `conns`: connections opened per second while they were being opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_per_s: Option<f64>,
+    /// `conns`: the local addresses the connections came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<usize>,
     pub size: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<usize>,
@@ -161,15 +170,21 @@ pub fn run(
         .collect::<Result<Vec<_>, String>>()?;
     let queue = MultiQueue::new(queues).ok_or("the port has no queue")?;
     let mtu = queue.mtu();
-    let iface = Interface::new(IfaceConfig::new(EthernetAddress(open.mac), cfg.ip));
+    let mut iface = Interface::new(IfaceConfig::new(EthernetAddress(open.mac), cfg.ip));
+    let sources = source_addresses(cfg, workload)?;
+    for &ip in &sources {
+        // Ours in full: ARP for it is answered, so the server can reach it.
+        iface.adopt_address(ip, true);
+    }
     let mut config = StackConfig::default();
+    config.max_connections = config.max_connections.max(workload.connections() + 1024);
     config.tcp.mtu = u16::try_from(mtu).unwrap_or(1500);
     // Requests leave at once (TCP_NODELAY, as linux-load sets).
     config.tcp.nagle = false;
     config.tcp.time_wait = cfg.time_wait;
     config.ephemeral_ports = 1024..=65535;
     let stack = Stack::new(iface, config, StackKeys::from_seed(cfg.seed));
-    let app = GenApp::new(workload, cfg.server);
+    let app = GenApp::new(workload, cfg.server).with_sources(sources);
     let mut engine = Engine::with_app(queue, stack, app, NoSteer);
     let clock = MonotonicClock::new();
     let server_ip = *cfg.server.ip();
@@ -206,8 +221,17 @@ pub fn run(
     let ramp_start = std::time::Instant::now();
     let deadline = clock.now() + cfg.connect_timeout;
     let mut idle = Idler::new(cfg.idle);
+    let mut ramp_tick = ramp_start;
     while engine.app().established < want {
         let now = clock.now();
+        if cfg.progress && ramp_tick.elapsed() >= std::time::Duration::from_secs(1) {
+            ramp_tick = std::time::Instant::now();
+            print!(
+                "\rmigratory-gen: {} of {want} connections up      ",
+                engine.app().established
+            );
+            let _ = std::io::stdout().flush();
+        }
         if now >= deadline || stop.load(Ordering::Relaxed) {
             let a = engine.app();
             return Err(format!(
@@ -276,6 +300,37 @@ pub fn run(
     ))
 }
 
+/// The local addresses `workload` needs beyond one address's ports: `--ip` and the
+/// addresses after it, all on its subnet and none the server's (empty when `--ip` alone
+/// will do).
+fn source_addresses(
+    cfg: &RunConfig,
+    workload: Workload,
+) -> Result<Vec<std::net::Ipv4Addr>, String> {
+    let n = GenApp::addresses_needed(workload.connections());
+    if n <= 1 {
+        return Ok(Vec::new());
+    }
+    let first = u32::from(cfg.ip.address());
+    let out: Vec<std::net::Ipv4Addr> = (0..n as u32)
+        .map(|i| std::net::Ipv4Addr::from(first.wrapping_add(i)))
+        .collect();
+    let broadcast = cfg.ip.broadcast();
+    if let Some(bad) = out
+        .iter()
+        .find(|ip| !cfg.ip.contains_addr(ip) || **ip == *cfg.server.ip() || Some(**ip) == broadcast)
+    {
+        return Err(format!(
+            "{} connections need {n} local addresses ({} each): --ip {} and the {} after it, on its subnet and not the server's; {bad} is not usable",
+            workload.connections(),
+            crate::tcpgen::CONNECTIONS_PER_ADDRESS,
+            cfg.ip,
+            n - 1
+        ));
+    }
+    Ok(out)
+}
+
 fn report(
     open: &OpenPort,
     workload: Workload,
@@ -336,6 +391,21 @@ fn report(
             r.cps = Some(per_s(c.completed));
             r.latency = Some(app.latency.percentiles());
         }
+        Workload::Conns {
+            total,
+            active,
+            size,
+            depth,
+        } => {
+            r.connections = Some(total);
+            r.active = Some(active);
+            r.size = size;
+            r.pipeline = Some(depth);
+            r.rps = Some(per_s(c.completed));
+            r.latency = Some(app.latency.percentiles());
+            r.open_per_s = Some(total as f64 / ramp_s.max(1e-9));
+            r.addresses = Some(GenApp::addresses_needed(total));
+        }
         Workload::Bulk { streams } => {
             r.streams = Some(streams);
             r.size = crate::tcpgen::BULK_CHUNK;
@@ -388,7 +458,7 @@ struct Progress {
 impl Progress {
     fn new(on: bool, workload: Workload) -> Progress {
         let unit = match workload {
-            Workload::Rpc { .. } => "requests/s",
+            Workload::Rpc { .. } | Workload::Conns { .. } => "requests/s",
             Workload::Cps { .. } => "connections/s",
             Workload::Bulk { .. } => "bit/s",
         };

@@ -49,6 +49,9 @@ pub const LIMBO: Duration = Duration::from_secs(3);
 /// How often a destination looks for adopted connections that ended (to tell their
 /// origins).
 pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// How long a destination drops the frames its peer forwards of a connection it refused
+/// (see [`RemoteState::refused`]).
+const REFUSED_LINGER: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 enum Phase {
@@ -85,6 +88,12 @@ pub(super) struct RemoteState {
     /// Connections adopted from peers: their 4-tuple, the origin, and the link the
     /// record came on (the origin's core that holds the redirect is at its other end).
     adopted: HashMap<FlowId, (FourTuple, u16, LinkId)>,
+    /// Connections whose record this engine refused, and until when the frames of theirs
+    /// the origin forwards are dropped. The origin forwards a flow's frames from its
+    /// freeze until it hears the refusal, and then serves the connection again: those
+    /// frames are its connection's, and injected here they would meet our listener
+    /// (which takes every address we hold), whose RST would kill the connection.
+    refused: HashMap<FourTuple, Instant>,
     next_sweep: Option<Instant>,
     incoming: Vec<Incoming>,
     /// Moves assumed adopted after their link died ([`LIMBO`]).
@@ -219,6 +228,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         }
         if self.remote.next_sweep.is_none_or(|t| now >= t) {
             self.remote.next_sweep = Some(now + SWEEP_EVERY);
+            self.remote.refused.retain(|_, until| now < *until);
             self.sweep_adopted(now);
         }
         if acted {
@@ -402,18 +412,31 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         match self.stack.migrate_in(now, migration, &mut self.app) {
             Ok(_) => {
                 self.remote.forwarded.remove(&flow);
+                self.remote.refused.remove(&tuple);
                 self.remote.adopted.insert(flow, (tuple, peer, link));
                 if let Some(f) = self.peers.as_mut().and_then(|p| p.figures_mut(peer)) {
                     f.moved_in += 1;
                 }
                 self.send_on_link(now, link, &Message::Adopted { ticket });
             }
-            Err(_) => refuse(self),
+            Err(_) => {
+                self.remote.refused.insert(tuple, now + REFUSED_LINGER);
+                refuse(self);
+            }
         }
     }
 
     /// A frame a peer forwarded: in as if the port had received it.
     fn inject_frame(&mut self, now: Instant, data: &[u8]) {
+        if !self.remote.refused.is_empty()
+            && tcp_tuple(data).is_some_and(|t| {
+                self.remote.refused.contains_key(&t) && !self.stack.holds_tuple(&t)
+            })
+        {
+            // Of a connection we refused: the origin's again (see `RemoteState::refused`).
+            self.count_stale();
+            return;
+        }
         let Some(mut frame) = self.port.alloc(data.len()) else {
             self.stack.count_drop(crate::stats::DropReason::NoBuffers);
             return;
@@ -603,6 +626,27 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     pub fn peers(&self) -> Option<&Peers> {
         self.peers.as_ref()
     }
+}
+
+/// The 4-tuple, seen from here (the receiver), of the TCP segment in Ethernet frame
+/// `data`, if it holds one.
+fn tcp_tuple(data: &[u8]) -> Option<FourTuple> {
+    use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
+    use crate::wire::tcp::TcpPacket;
+    use crate::wire::{EthernetFrame, EthernetProtocol};
+    let eth = EthernetFrame::new_checked(data).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    Some(FourTuple::new(
+        core::net::SocketAddrV4::new(ip.dst_addr(), tcp.dst_port()),
+        core::net::SocketAddrV4::new(ip.src_addr(), tcp.src_port()),
+    ))
 }
 
 fn abort_error(reason: AbortReason) -> MigrateError {

@@ -155,6 +155,16 @@ impl<'a> Ctx<'a> {
         self.stack.connect(self.now, remote)
     }
 
+    /// [`Ctx::connect`] from `local_ip`, one of the interface's addresses held in full
+    /// (see [`Stack::connect_from`]).
+    pub fn connect_from(
+        &mut self,
+        local_ip: core::net::Ipv4Addr,
+        remote: SocketAddrV4,
+    ) -> Result<ConnId, StackError> {
+        self.stack.connect_from(self.now, local_ip, remote)
+    }
+
     /// Reads into `buf`; Ok(0) when nothing is buffered (or the stream ended).
     pub fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, StackError> {
         self.stack

@@ -7,6 +7,18 @@ use super::Stack;
 use crate::table::EntryKind;
 use crate::tcp::{Connection, State};
 
+/// What one core's connections take in memory ([`Stack::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Connections held (any state; half-open ones live in the listeners).
+    pub connections: usize,
+    /// Control state: the connection slots (the TCP state and the stack's bookkeeping),
+    /// the table's entries and the timers.
+    pub state_bytes: usize,
+    /// Send and receive buffers and out-of-order ranges.
+    pub buffer_bytes: usize,
+}
+
 /// TCP-level counters of one core. Names are stable: scripts read them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpCounters {
@@ -142,6 +154,19 @@ impl Stack {
     /// Connections held (any state).
     pub fn connection_count(&self) -> usize {
         self.slab.len()
+    }
+
+    /// What the connections of this core take in memory, as allocated (a table sized for
+    /// more than it holds counts in full). Walks every connection for the buffers: for
+    /// an operator's question, not the data path.
+    pub fn memory(&self) -> MemoryUse {
+        MemoryUse {
+            connections: self.slab.len(),
+            state_bytes: self.slab.allocation_bytes()
+                + self.table.connection_bytes()
+                + self.timers.allocation_bytes(),
+            buffer_bytes: self.slab.iter().map(|(_, e)| e.conn.buffer_bytes()).sum(),
+        }
     }
 
     /// Half-open connections held by listeners.

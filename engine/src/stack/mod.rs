@@ -45,7 +45,7 @@ use crate::wire::{Error as WireError, EthernetAddress};
 use egress::{conn_reset, next_hop};
 
 pub use app::{App, Ctx, Event, NoApp};
-pub use counters::TcpCounters;
+pub use counters::{MemoryUse, TcpCounters};
 pub use migrate::{MigrateError, MigrationCounters, OwnerUpdate, Refusal, REDIRECT_LINGER};
 pub use slab::ConnId;
 use slab::{Entry, Slab};
@@ -66,6 +66,8 @@ pub enum StackError {
     NoLocalPort,
     #[error("remote address {0} is not on this interface's network and no gateway is set")]
     Unreachable(Ipv4Addr),
+    #[error("local address {0} is not this interface's")]
+    NotLocal(Ipv4Addr),
     #[error(transparent)]
     Tcp(#[from] TcpError),
 }
@@ -406,11 +408,26 @@ impl Stack {
 
     /// Opens a connection to `remote` from a free ephemeral port.
     pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<ConnId, StackError> {
+        self.connect_from(now, self.iface.ipv4_addr(), remote)
+    }
+
+    /// Opens a connection to `remote` from a free ephemeral port of `local_ip`: our own
+    /// address or one held in full ([`Interface::adopt_address`] with `announce`). A
+    /// client with more than one address opens more connections to one server than one
+    /// address has ports.
+    pub fn connect_from(
+        &mut self,
+        now: Instant,
+        local_ip: Ipv4Addr,
+        remote: SocketAddrV4,
+    ) -> Result<ConnId, StackError> {
+        if !self.iface.owns_address(local_ip) {
+            return Err(StackError::NotLocal(local_ip));
+        }
         if next_hop(&self.iface, self.config.gateway, *remote.ip()).is_none() {
             self.tcp.no_route += 1;
             return Err(StackError::Unreachable(*remote.ip()));
         }
-        let local_ip = self.iface.ipv4_addr();
         let range = self.config.ephemeral_ports.clone();
         let span = u32::from(*range.end() - *range.start()) + 1;
         let mut port = self.next_port;
@@ -568,6 +585,20 @@ impl Stack {
                 if self.buffers_low && repr.control == crate::wire::tcp::Control::Syn =>
             {
                 self.tcp.syn_dropped_low_buffers += 1;
+            }
+            Lookup::Listener {
+                listener: &index, ..
+            } if repr.control != crate::wire::tcp::Control::Syn
+                && !self.iface.owns_address(tuple.local_ip())
+                && !self
+                    .listeners
+                    .get(index as usize)
+                    .is_some_and(|l| l.holds(&tuple)) =>
+            {
+                // The same, past a listener on every address: only a SYN (a new
+                // connection, forwarded while the address moves here) and the rest of
+                // its handshake are the listener's.
+                self.tcp.segments_to_held_address += 1;
             }
             Lookup::Listener {
                 listener: &index, ..

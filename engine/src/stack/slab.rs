@@ -109,6 +109,12 @@ impl Slab {
         Some(entry)
     }
 
+    /// Bytes allocated for the slots (held or free) and the free list.
+    pub fn allocation_bytes(&self) -> usize {
+        self.slots.capacity() * core::mem::size_of::<Slot>()
+            + self.free.capacity() * core::mem::size_of::<u32>()
+    }
+
     /// Entries held.
     pub fn len(&self) -> usize {
         self.slots.len() - self.free.len()

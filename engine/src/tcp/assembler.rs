@@ -48,6 +48,11 @@ pub struct AssemblerRecord {
 }
 
 impl Assembler {
+    /// Bytes of heap the held ranges take.
+    pub fn heap_bytes(&self) -> usize {
+        self.ranges.capacity() * core::mem::size_of::<Range>()
+    }
+
     pub fn to_record(&self) -> AssemblerRecord {
         AssemblerRecord {
             ranges: self

@@ -389,6 +389,13 @@ impl Connection {
     pub fn has_pending_reset(&self) -> bool {
         self.reset.is_some()
     }
+    /// Bytes of heap the connection holds besides itself: its send and receive buffers
+    /// (allocated when data first flows, released when they empty) and its out-of-order
+    /// ranges.
+    pub fn buffer_bytes(&self) -> usize {
+        self.send.allocated() + self.recv.allocated() + self.assembler.heap_bytes()
+    }
+
     /// CLOSED with nothing left to send: the owner may drop the value.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed && self.reset.is_none()

@@ -170,6 +170,11 @@ impl Listener {
     pub fn half_open(&self) -> usize {
         self.conns.len() - self.ready.len()
     }
+    /// Whether a half-open or not yet accepted connection of `tuple` is here.
+    pub fn holds(&self, tuple: &FourTuple) -> bool {
+        self.conns.contains_key(tuple)
+    }
+
     /// Established connections waiting for `accept`.
     pub fn pending_accept(&self) -> usize {
         self.ready.len()

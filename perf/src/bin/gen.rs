@@ -5,7 +5,7 @@
 //! - `l2` blasts raw Ethernet probe frames (no IP, no UDP) through a port and counts the
 //!   ones that come back, with their round-trip time from a TSC stamp in each frame:
 //!   against `migratory-reflector` this is the wire ceiling.
-//! - `rpc`, `cps`, `bulk` run the engine's own TCP (`engine::poll::Engine` with the
+//! - `rpc`, `cps`, `bulk`, `conns` run the engine's own TCP (`engine::poll::Engine` with the
 //!   `migratory_perf::tcpgen` application) against a TCP server (the engine's `migratory
 //!   serve --app echo|discard`, `smoltcp-echo`, anything on the link).
 //! - `syn-flood` sends stateless SYNs and counts the SYN-ACKs (`migratory_perf::synflood`).
@@ -49,6 +49,10 @@ enum Workload {
     Cps(CpsArgs),
     /// Streams sending as fast as the window allows to a discard server; reports Gbit/s.
     Bulk(BulkArgs),
+    /// TOTAL connections opened and held to an echo server (from --ip and the addresses
+    /// after it, 60,000 each, when one address has too few ports); ACTIVE of them run rpc,
+    /// the rest stay idle. Reports the time to open them and requests per second.
+    Conns(ConnsArgs),
     /// Stateless SYNs at --rate to the server's port; counts the SYN-ACKs that come back.
     SynFlood(FloodArgs),
 }
@@ -150,6 +154,24 @@ struct CpsArgs {
     /// How each connection ends once its response is in.
     #[arg(long, value_enum, default_value_t = CloseArg::Fin)]
     close: CloseArg,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConnsArgs {
+    #[command(flatten)]
+    common: TcpCommon,
+    /// Connections opened and held.
+    #[arg(long, default_value_t = 1_000_000)]
+    total: usize,
+    /// Of those, the connections issuing requests.
+    #[arg(long, default_value_t = 10_000)]
+    active: usize,
+    /// Request and response size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Requests in flight per active connection.
+    #[arg(long, default_value_t = 1)]
+    depth: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -277,6 +299,21 @@ fn main() {
             let limits = [
                 ("--concurrency", a.concurrency, 10_000),
                 ("--size", a.size, MAX_MESSAGE),
+            ];
+            tcp(&a.common, w, &limits)
+        }
+        Workload::Conns(a) => {
+            let w = TcpWorkload::Conns {
+                total: a.total,
+                active: a.active.min(a.total),
+                size: a.size,
+                depth: a.depth,
+            };
+            let limits = [
+                ("--total", a.total, 16_000_000),
+                ("--active", a.active, 1_000_000),
+                ("--size", a.size, MAX_MESSAGE),
+                ("--depth", a.depth, 1024),
             ];
             tcp(&a.common, w, &limits)
         }
@@ -478,6 +515,15 @@ fn tcp(common: &TcpCommon, workload: TcpWorkload, limits: &[(&str, usize, usize)
             cli::si(report.tx_pps),
             cli::si(report.rx_pps)
         );
+        if let (Some(n), Some(rate)) = (report.connections, report.open_per_s) {
+            println!(
+                "{BIN}: {n} connections opened in {:.2} s ({}connections/s) from {} address(es); {} of them active",
+                report.ramp_s,
+                cli::si(rate),
+                report.addresses.unwrap_or(1),
+                report.active.unwrap_or(n)
+            );
+        }
     }
     if report.completed == 0 {
         return cli::failure(
