@@ -188,3 +188,82 @@ fn connection_figures_are_reachable_from_ctx() {
     assert!(conn.cwnd() > 0);
     assert_eq!(conn.remote(), Pair::server_addr());
 }
+
+/// The stack's running figures (connections by state, buffer bytes) against a walk over
+/// its connections.
+fn assert_counts_match_a_walk(stack: &engine::stack::Stack, at: &str) {
+    let mut walked: Vec<(engine::tcp::State, usize)> = Vec::new();
+    let mut buffers = 0;
+    for id in stack.connection_ids() {
+        let c = stack.connection(id).expect("listed");
+        buffers += c.buffer_bytes();
+        match walked.iter_mut().find(|(s, _)| *s == c.state()) {
+            Some((_, n)) => *n += 1,
+            None => walked.push((c.state(), 1)),
+        }
+    }
+    let mut counted = stack.connections_by_state();
+    counted.retain(|&(s, _)| s != engine::tcp::State::TimeWait || walked.iter().any(|w| w.0 == s));
+    let key = |v: &mut Vec<(engine::tcp::State, usize)>| v.sort_by_key(|&(s, _)| s as usize);
+    key(&mut walked);
+    key(&mut counted);
+    // TIME-WAIT records (no connection any more) are reported too: compare the rest.
+    let tw_records = stack.time_wait_count();
+    for (s, n) in counted.iter_mut() {
+        if *s == engine::tcp::State::TimeWait {
+            *n -= tw_records;
+        }
+    }
+    counted.retain(|&(_, n)| n > 0);
+    assert_eq!(counted, walked, "{at}: by state");
+    assert_eq!(stack.memory().buffer_bytes, buffers, "{at}: buffer bytes");
+    assert_eq!(stack.memory().connections, stack.connection_count(), "{at}");
+}
+
+#[test]
+fn running_counts_follow_connections_through_their_lives() {
+    let mut pair = Pair::new(config());
+    // The server keeps what it receives unread, so its buffers fill.
+    pair.server_app = Recorder::new(false, false);
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(pair.connect().0);
+    }
+    for s in [&pair.server, &pair.client] {
+        assert_counts_match_a_walk(s, "after the handshakes");
+    }
+    let now = pair.now;
+    let mut cx = Ctx::new(&mut pair.client, now);
+    assert_eq!(cx.send(clients[0], &[7u8; 5000]), Ok(5000));
+    pair.exchange();
+    assert!(
+        pair.server.memory().buffer_bytes >= 5000,
+        "unread data is buffered"
+    );
+    for s in [&pair.server, &pair.client] {
+        assert_counts_match_a_walk(s, "with data held");
+    }
+    // One closes, one aborts; the third stays.
+    let now = pair.now;
+    let mut cx = Ctx::new(&mut pair.client, now);
+    cx.close(clients[1]).expect("close");
+    cx.abort(clients[2]).expect("abort");
+    pair.exchange();
+    for s in [&pair.server, &pair.client] {
+        assert_counts_match_a_walk(s, "after a close and an abort");
+    }
+    assert!(
+        pair.server
+            .connections_by_state()
+            .contains(&(engine::tcp::State::CloseWait, 1)),
+        "{:?}",
+        pair.server.connections_by_state()
+    );
+    pair.now += Duration::from_secs(300);
+    pair.server.handle_timers(pair.now);
+    pair.client.handle_timers(pair.now);
+    pair.exchange();
+    for s in [&pair.server, &pair.client] {
+        assert_counts_match_a_walk(s, "after the timers");
+    }
+}

@@ -82,6 +82,10 @@ impl Workload {
 
 /// Connections opened per poll at most, so that the server sees a ramp, not a SYN flood.
 pub const OPENS_PER_POLL: usize = 64;
+/// Handshakes in flight at most: polls come microseconds apart, so without this a
+/// hundred thousand SYNs left at once, overflowing the link's ring and the server's SYN
+/// backlog, and the ramp waited on one-second SYN retransmissions.
+pub const MAX_CONNECTING: usize = 1024;
 /// Bulk write size.
 pub const BULK_CHUNK: usize = 64 * 1024;
 /// Connections opened from one local address before the next is used: fewer than the
@@ -236,7 +240,11 @@ impl GenApp {
     }
 
     fn open_some(&mut self, cx: &mut Ctx<'_>) {
-        let n = self.to_open.min(OPENS_PER_POLL);
+        let connecting = self.open.saturating_sub(self.established);
+        let n = self
+            .to_open
+            .min(OPENS_PER_POLL)
+            .min(MAX_CONNECTING.saturating_sub(connecting));
         for _ in 0..n {
             let opened = if self.sources.len() > 1 {
                 let source =

@@ -5,7 +5,7 @@
 //! state (reporting is read-only).
 use super::Stack;
 use crate::table::EntryKind;
-use crate::tcp::{Connection, State};
+use crate::tcp::{Connection, ConnectionStats, State};
 
 /// What one core's connections take in memory ([`Stack::memory`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,22 +90,47 @@ impl TcpCounters {
     }
 
     pub(super) fn add_connection(&mut self, c: &Connection) {
-        let s = c.stats();
+        self.add_stats(&c.stats());
+    }
+
+    /// Adds a connection's retransmission figures.
+    pub(super) fn add_stats(&mut self, s: &ConnectionStats) {
         self.retransmits += u64::from(s.retransmits);
         self.fast_recoveries += u64::from(s.fast_recoveries);
         self.rto_expiries += u64::from(s.timeouts);
         self.sack_retransmits += u64::from(s.sack_retransmits);
         self.loss_probes += u64::from(s.loss_probes);
     }
+
+    /// Takes back what [`TcpCounters::add_stats`] added for `s`.
+    pub(super) fn remove_stats(&mut self, s: &ConnectionStats) {
+        self.retransmits = self.retransmits.saturating_sub(u64::from(s.retransmits));
+        self.fast_recoveries = self
+            .fast_recoveries
+            .saturating_sub(u64::from(s.fast_recoveries));
+        self.rto_expiries = self.rto_expiries.saturating_sub(u64::from(s.timeouts));
+        self.sack_retransmits = self
+            .sack_retransmits
+            .saturating_sub(u64::from(s.sack_retransmits));
+        self.loss_probes = self.loss_probes.saturating_sub(u64::from(s.loss_probes));
+    }
+
+    /// Adds the retransmission figures of `live` (the slab's running sums).
+    fn add_figures(&mut self, live: &TcpCounters) {
+        self.retransmits += live.retransmits;
+        self.fast_recoveries += live.fast_recoveries;
+        self.rto_expiries += live.rto_expiries;
+        self.sack_retransmits += live.sack_retransmits;
+        self.loss_probes += live.loss_probes;
+    }
 }
 
 impl Stack {
     /// TCP counters, with the retransmission figures of live connections included.
+    /// (Live connections as counted when each last sent or was touched: no walk.)
     pub fn tcp_counters(&self) -> TcpCounters {
         let mut c = self.tcp;
-        for (_, e) in self.slab.iter() {
-            c.add_connection(&e.conn);
-        }
+        c.add_figures(self.slab.live_figures());
         c
     }
 
@@ -126,16 +151,14 @@ impl Stack {
         ]
     }
 
-    /// Connections held, by state (listeners' half-open ones excluded).
+    /// Connections held, by state (listeners' half-open ones excluded), as counted when
+    /// each last sent or was touched: no walk over the connections.
     pub fn connections_by_state(&self) -> Vec<(State, usize)> {
-        let mut out: Vec<(State, usize)> = Vec::new();
-        for (_, e) in self.slab.iter() {
-            let st = e.conn.state();
-            match out.iter_mut().find(|(s, _)| *s == st) {
-                Some((_, n)) => *n += 1,
-                None => out.push((st, 1)),
-            }
-        }
+        let mut out: Vec<(State, usize)> = State::ALL
+            .iter()
+            .map(|&s| (s, self.slab.count_in(s)))
+            .filter(|&(_, n)| n > 0)
+            .collect();
         let time_wait = self.time_wait_count();
         if time_wait > 0 {
             match out.iter_mut().find(|(s, _)| *s == State::TimeWait) {
@@ -157,15 +180,15 @@ impl Stack {
     }
 
     /// What the connections of this core take in memory, as allocated (a table sized for
-    /// more than it holds counts in full). Walks every connection for the buffers: for
-    /// an operator's question, not the data path.
+    /// more than it holds counts in full); buffers as counted when each connection last
+    /// sent or was touched. No walk over the connections.
     pub fn memory(&self) -> MemoryUse {
         MemoryUse {
             connections: self.slab.len(),
             state_bytes: self.slab.allocation_bytes()
                 + self.table.connection_bytes()
                 + self.timers.allocation_bytes(),
-            buffer_bytes: self.slab.iter().map(|(_, e)| e.conn.buffer_bytes()).sum(),
+            buffer_bytes: self.slab.buffer_bytes(),
         }
     }
 

@@ -157,6 +157,7 @@ impl Stack {
     }
 
     fn rearm(&mut self, id: ConnId) {
+        self.slab.recount(id);
         let Some(e) = self.slab.get_mut(id) else {
             return;
         };

@@ -3,10 +3,13 @@
 //! beside each connection ([`Entry`]: its timer, whether it waits in the touched list,
 //! the listener that accepted it, the application's word).
 //!
-//! Owns: slot allocation and reuse. May not: look into connections, or know about the
-//! table, the timers or the application (the stack's methods in `mod.rs` and the other
-//! files of this module tie those together).
-use crate::tcp::Connection;
+//! Owns: slot allocation and reuse, and the running counts of its connections by state
+//! and of their buffer bytes (kept as entries come, go and are [`Slab::recount`]ed, so
+//! that reporting them never walks a million connections). May not: change connections,
+//! or know about the table, the timers or the application (the stack's methods in
+//! `mod.rs` and the other files of this module tie those together).
+use super::counters::TcpCounters;
+use crate::tcp::{Connection, ConnectionStats, State};
 use crate::time::Instant;
 use crate::timer::TimerHandle;
 
@@ -39,6 +42,10 @@ pub(super) struct Entry {
     pub user: u64,
     /// It moved here, frozen at this instant, and has not sent a segment since.
     pub moved_at: Option<Instant>,
+    /// The state and buffer bytes it is counted under in the slab's running counts.
+    counted_state: State,
+    counted_buffers: usize,
+    counted_stats: ConnectionStats,
 }
 
 impl Entry {
@@ -51,6 +58,9 @@ impl Entry {
             listener_port,
             user: 0,
             moved_at: None,
+            counted_state: State::Closed,
+            counted_buffers: 0,
+            counted_stats: ConnectionStats::default(),
         }
     }
 }
@@ -67,11 +77,23 @@ pub(super) struct Slab {
     slots: Vec<Slot>,
     /// Indices of empty slots, reused last-freed first.
     free: Vec<u32>,
+    /// Entries by the state they are counted under, indexed by `State as usize`.
+    by_state: [usize; State::ALL.len()],
+    /// Sum of the entries' counted buffer bytes.
+    buffer_bytes: usize,
+    /// The entries' retransmission figures, as counted.
+    live: TcpCounters,
 }
 
 impl Slab {
     /// Stores `entry` and returns its new id.
-    pub fn insert(&mut self, entry: Entry) -> ConnId {
+    pub fn insert(&mut self, mut entry: Entry) -> ConnId {
+        entry.counted_state = entry.conn.state();
+        entry.counted_buffers = entry.conn.buffer_bytes();
+        entry.counted_stats = entry.conn.stats();
+        self.live.add_stats(&entry.counted_stats);
+        self.by_state[entry.counted_state as usize] += 1;
+        self.buffer_bytes += entry.counted_buffers;
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -106,7 +128,55 @@ impl Slab {
         (slot.generation == id.generation).then_some(())?;
         let entry = slot.entry.take()?;
         self.free.push(id.index);
+        self.by_state[entry.counted_state as usize] -= 1;
+        self.buffer_bytes -= entry.counted_buffers;
+        self.live.remove_stats(&entry.counted_stats);
         Some(entry)
+    }
+
+    /// Brings `id`'s place in the running counts up to date with its connection (after
+    /// anything may have changed its state or buffers).
+    pub fn recount(&mut self, id: ConnId) {
+        let Some(slot) = self.slots.get_mut(id.index as usize) else {
+            return;
+        };
+        if slot.generation != id.generation {
+            return;
+        }
+        let Some(e) = slot.entry.as_mut() else {
+            return;
+        };
+        let (state, buffers) = (e.conn.state(), e.conn.buffer_bytes());
+        if state != e.counted_state {
+            self.by_state[e.counted_state as usize] -= 1;
+            self.by_state[state as usize] += 1;
+            e.counted_state = state;
+        }
+        if buffers != e.counted_buffers {
+            self.buffer_bytes = self.buffer_bytes - e.counted_buffers + buffers;
+            e.counted_buffers = buffers;
+        }
+        let stats = e.conn.stats();
+        if stats != e.counted_stats {
+            self.live.remove_stats(&e.counted_stats);
+            self.live.add_stats(&stats);
+            e.counted_stats = stats;
+        }
+    }
+
+    /// The entries' retransmission figures, as last counted.
+    pub fn live_figures(&self) -> &TcpCounters {
+        &self.live
+    }
+
+    /// Entries in `state`, as last counted.
+    pub fn count_in(&self, state: State) -> usize {
+        self.by_state[state as usize]
+    }
+
+    /// The entries' buffer bytes, as last counted.
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffer_bytes
     }
 
     /// Bytes allocated for the slots (held or free) and the free list.

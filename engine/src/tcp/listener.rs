@@ -130,6 +130,16 @@ pub struct Listener {
     stats: ListenerStats,
     /// When the last SYN cookie was sent.
     last_cookie_at: Option<Instant>,
+    /// Connections that may have a segment to send, oldest first (a connection may be
+    /// listed twice, or no longer have output: checked when reached). Finding one by
+    /// scanning every half-open connection made each SYN-ACK cost O(backlog).
+    pending: VecDeque<FourTuple>,
+    /// No connection's deadline is earlier than this (it may be earlier than any: the
+    /// connection that set it may be gone; the next timeout pass makes it exact).
+    earliest: Option<Instant>,
+    /// The connection whose segment `poll_transmit` returned last: sending may have armed
+    /// its timer, so its deadline is folded into `earliest` at the next call.
+    sent: Option<FourTuple>,
 }
 
 impl Listener {
@@ -154,6 +164,30 @@ impl Listener {
             replies: VecDeque::new(),
             stats: ListenerStats::default(),
             last_cookie_at: None,
+            pending: VecDeque::new(),
+            earliest: None,
+            sent: None,
+        }
+    }
+
+    /// Takes note of connection `tuple` after it changed: listed for output if it has
+    /// some, its deadline folded into `earliest`.
+    fn note(&mut self, tuple: FourTuple) {
+        let Some(conn) = self.conns.get(&tuple) else {
+            return;
+        };
+        if conn.has_pending_output() {
+            self.pending.push_back(tuple);
+        }
+        if let Some(d) = conn.poll_timeout() {
+            self.earliest = Some(self.earliest.map_or(d, |e| e.min(d)));
+        }
+    }
+
+    /// Folds in the connection that sent last (see `sent`).
+    fn note_sent(&mut self) {
+        if let Some(tuple) = self.sent.take() {
+            self.note(tuple);
         }
     }
 
@@ -210,6 +244,7 @@ impl Listener {
             let was_ready = conn.state() != State::SynReceived;
             let d = conn.handle_segment(now, seg);
             self.after_connection_event(tuple, was_ready);
+            self.note(tuple);
             return ListenOutcome::Connection(d);
         }
         // RFC 9293 §3.10.7.2, LISTEN.
@@ -252,6 +287,7 @@ impl Listener {
             match Connection::accept(now, tuple, seed, seg, &self.config) {
                 Ok(conn) => {
                     self.conns.insert(tuple, conn);
+                    self.note(tuple);
                     ListenOutcome::HalfOpen
                 }
                 Err(_) => ListenOutcome::Ignored,
@@ -382,11 +418,13 @@ impl Listener {
         self.stats.cookies_accepted += 1;
         self.conns.insert(tuple, conn);
         self.ready.push_back(tuple);
+        self.note(tuple);
         Some(ListenOutcome::CookieAccepted)
     }
 
     /// The next segment to send: stateless replies first, then the connections'.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit<'_>> {
+        self.note_sent();
         if let Some((tuple, repr)) = self.replies.pop_front() {
             return Some(Transmit {
                 tuple,
@@ -394,31 +432,56 @@ impl Listener {
                 payload: [&[], &[]],
             });
         }
-        let tuple = self
-            .conns
-            .iter()
-            .find(|(_, c)| c.has_pending_output())
-            .map(|(t, _)| *t)?;
+        let tuple = loop {
+            let tuple = self.pending.pop_front()?;
+            if self
+                .conns
+                .get(&tuple)
+                .is_some_and(|c| c.has_pending_output())
+            {
+                break tuple;
+            }
+        };
+        // It may have more to send: `note_sent` lists it again if so.
+        self.sent = Some(tuple);
         self.conns.get_mut(&tuple)?.poll_transmit(now)
     }
 
-    /// The earliest deadline of the connections held.
+    /// The earliest deadline of the connections held, or an instant before it (then a
+    /// timeout pass finds nothing due and makes it exact).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns
-            .values()
-            .filter_map(Connection::poll_timeout)
-            .min()
+        let sent = self
+            .sent
+            .and_then(|t| self.conns.get(&t))
+            .and_then(Connection::poll_timeout);
+        match (self.earliest, sent) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Runs the connections' timers (SYN-ACK retransmission, handshake timeout).
+    /// Runs the connections' timers (SYN-ACK retransmission, handshake timeout). Scans
+    /// the connections only when the earliest deadline is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.note_sent();
+        if self.earliest.is_none_or(|e| e > now) {
+            return;
+        }
         let mut closed = false;
-        for conn in self.conns.values_mut() {
+        let mut earliest: Option<Instant> = None;
+        for (tuple, conn) in self.conns.iter_mut() {
             if conn.poll_timeout().is_some_and(|t| t <= now) {
                 conn.handle_timeout(now);
                 closed |= conn.is_closed();
+                if conn.has_pending_output() {
+                    self.pending.push_back(*tuple);
+                }
+            }
+            if let Some(d) = conn.poll_timeout() {
+                earliest = Some(earliest.map_or(d, |e| e.min(d)));
             }
         }
+        self.earliest = earliest;
         if !closed {
             return;
         }
