@@ -637,6 +637,10 @@ fn stack_figures<P: engine::port::Port, A: App, S: engine::steer::Steer<P::Frame
     let memory = stack.memory();
     v.push(("memory_state_bytes", memory.state_bytes as u64));
     v.push(("memory_buffer_bytes", memory.buffer_bytes as u64));
+    v.push((
+        "memory_spare_buffer_bytes",
+        memory.spare_buffer_bytes as u64,
+    ));
     for (state, n) in stack.connections_by_state() {
         v.push((state_figure(state), n as u64));
     }

@@ -6,7 +6,8 @@
 # and the Linux baseline for each of latency, rpc, cps and bulk; the engine under
 # syn-flood; the engine's packet rate against the wire ceiling; rpc against a two-core
 # engine with and without migrations for each application state size (moves counted, none
-# lost); plus the markdown table
+# lost); conns (connections held open to one engine core, some running rpc, against rpc
+# over those alone: every connection up, memory per connection read); plus the markdown table
 # and one PNG per workload. It checks that the figures exist and are positive, not their
 # size.
 set -uo pipefail
@@ -92,6 +93,19 @@ for state in (0, 4096, 65536):
                 bad.append(f"migrate state {state}: {m['lost']} connections lost")
             else:
                 figs.append(f"migrate/{state} {m['migrations']} moves")
+cn = doc.get("workloads_conns") or {}
+for label in ("held", "alone"):
+    r = (cn.get("runs") or {}).get(label) or {}
+    if not (r.get("rps", 0) > 0 and r.get("open_per_s", 0) > 0):
+        bad.append(f"conns {label}: no rpc or open rate ({r!r})")
+    elif r.get("server_connections") != r.get("connections"):
+        bad.append(f"conns {label}: the engine held {r.get('server_connections')} of {r.get('connections')}")
+    elif not (r.get("state_bytes_per_conn", 0) > 0):
+        bad.append(f"conns {label}: no memory per connection")
+    else:
+        figs.append(f"conns/{label} {r['connections']} open, {r['state_bytes_per_conn']:g} B/conn")
+if not cn.get("held_vs_alone"):
+    bad.append("conns: no ratio of held to alone")
 ev = doc.get("engine_vs_wire") or {}
 if not (isinstance(ev.get("ratio"), (int, float)) and ev["ratio"] > 0 and ev.get("engine_pps", 0) > 0):
     bad.append("no engine pps against the wire ceiling")

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use engine::iface::{IfaceConfig, Interface, ARP_DELAY_FIRST_PROBE, ARP_PROBE_INTERVAL};
 use engine::poll::{
     Engine, IdleStrategy, ARP_RETRY, INTERRUPT_WAIT, RX_CHUNK, RX_CHUNKS_PER_POLL, TX_ATTEMPTS,
+    TX_HOLD,
 };
 use engine::port::{Frame, IdleSupport, Port, VecFrame};
 use engine::stats::DropReason;
@@ -248,7 +249,7 @@ fn polls_take_a_bounded_number_of_bursts() {
 }
 
 #[test]
-fn full_tx_ring_drops_and_counts_without_hanging() {
+fn frames_a_full_tx_ring_refuses_are_held_and_sent_first_by_the_next_poll() {
     let mut port = MemPort::new();
     port.tx_room = 0;
     for seq in 0..5 {
@@ -258,15 +259,52 @@ fn full_tx_ring_drops_and_counts_without_hanging() {
     assert_eq!(engine.poll_once(Instant::ZERO), 5);
     assert!(engine.port().sent.is_empty());
     assert_eq!(engine.port().send_calls, TX_ATTEMPTS);
+    assert_eq!(engine.tx_held(), 5);
     let c = engine.counters();
-    assert_eq!(c.dropped(DropReason::TxRingFull), 5);
+    assert_eq!(c.dropped(DropReason::TxRingFull), 0);
     assert_eq!((c.tx_packets, c.tx_bytes), (0, 0));
-    // The next poll starts with an empty tx burst.
+    // The ring drains: the held replies go out ahead of the next one, in order.
     engine.port_mut().tx_room = usize::MAX;
     engine.port_mut().rx.push_back(ping(9));
     assert_eq!(engine.poll_once(Instant::ZERO), 1);
-    assert_eq!(engine.port().sent.len(), 1);
-    assert_eq!(engine.counters().dropped(DropReason::TxRingFull), 5);
+    let seqs: Vec<u16> = engine
+        .port()
+        .sent
+        .iter()
+        .map(|f| parse_echo_reply(f).2)
+        .collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3, 4, 9]);
+    assert_eq!(engine.tx_held(), 0);
+    assert_eq!(engine.counters().tx_packets, 6);
+    assert_eq!(engine.counters().dropped(DropReason::TxRingFull), 0);
+}
+
+#[test]
+fn a_ring_that_never_drains_holds_a_bounded_number_of_frames() {
+    let mut port = MemPort::new();
+    port.tx_room = 0;
+    let mut engine = engine(port);
+    let mut queued = 0u64;
+    // Feed more replies than the hold keeps, a receive chunk at a time.
+    while queued < (TX_HOLD + 100) as u64 {
+        for _ in 0..RX_CHUNK {
+            engine.port_mut().rx.push_back(ping(queued as u16));
+            queued += 1;
+        }
+        engine.poll_once(Instant::ZERO);
+    }
+    assert_eq!(engine.tx_held(), TX_HOLD);
+    assert_eq!(
+        engine.counters().dropped(DropReason::TxRingFull),
+        queued - TX_HOLD as u64
+    );
+    assert!(engine.port().sent.is_empty());
+    // Then it drains: the oldest replies held go out, in order.
+    engine.port_mut().tx_room = usize::MAX;
+    engine.poll_once(Instant::ZERO);
+    assert_eq!(engine.port().sent.len(), TX_HOLD);
+    assert_eq!(parse_echo_reply(&engine.port().sent[0]).2, 0);
+    assert_eq!(engine.tx_held(), 0);
 }
 
 #[test]
@@ -282,7 +320,9 @@ fn partial_sends_are_retried_a_bounded_number_of_times() {
     assert_eq!(engine.port().sent.len(), TX_ATTEMPTS);
     let c = engine.counters();
     assert_eq!(c.tx_packets, TX_ATTEMPTS as u64);
-    assert_eq!(c.dropped(DropReason::TxRingFull), 6 - TX_ATTEMPTS as u64);
+    // The rest wait for the next poll.
+    assert_eq!(engine.tx_held(), 6 - TX_ATTEMPTS);
+    assert_eq!(c.dropped(DropReason::TxRingFull), 0);
     let sent_bytes: usize = engine.port().sent.iter().map(|f| f.data().len()).sum();
     assert_eq!(c.tx_bytes, sent_bytes as u64);
 }
@@ -304,11 +344,12 @@ fn gratuitous_arp_and_requests_use_the_pool() {
     assert!(!engine.send_arp_request(PEER_IP));
     assert_eq!(engine.counters().dropped(DropReason::NoBuffers), 1);
     assert_eq!(engine.counters().tx_packets, 1);
-    // A full ring.
+    // A full ring: the request is held for the next poll, not lost.
     engine.port_mut().pool = 1;
     engine.port_mut().tx_room = 0;
-    assert!(!engine.send_arp_request(PEER_IP));
-    assert_eq!(engine.counters().dropped(DropReason::TxRingFull), 1);
+    assert!(engine.send_arp_request(PEER_IP));
+    assert_eq!(engine.tx_held(), 1);
+    assert_eq!(engine.counters().dropped(DropReason::TxRingFull), 0);
 }
 
 /// The ARP requests among `frames`: (Ethernet destination, target protocol address).

@@ -62,8 +62,16 @@ pub const BURST_SIZE: usize = 32;
 /// owner) before it is dropped as looping.
 pub const MAX_HOPS: u8 = 3;
 
-/// How many times one poll calls `send_burst` before dropping what is left.
+/// How many times one poll calls `send_burst` before keeping what is left for the next.
 pub const TX_ATTEMPTS: usize = 4;
+
+/// Frames the port did not take (its ring full: the peer has not drained it yet) are kept,
+/// in order, and sent first by the next poll, up to this many; beyond it the newest are
+/// dropped and counted as [`DropReason::TxRingFull`]. Without it a burst of replies larger
+/// than the ring (10,000 connections answered at once) loses its tail and each lost
+/// segment waits for a retransmission timeout. Bounded so that a peer that stops draining
+/// cannot take the buffer pool; about one ring's worth.
+pub const TX_HOLD: usize = 1024;
 
 /// Consecutive empty polls after which the loop starts idling.
 pub const EMPTY_POLLS_BEFORE_IDLE: u32 = 64;
@@ -471,8 +479,9 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         self.flush_tx();
     }
 
-    /// Sends `self.tx`, calling `send_burst` at most [`TX_ATTEMPTS`] times; drops and counts
-    /// as [`DropReason::TxRingFull`] what the port did not take.
+    /// Sends `self.tx`, calling `send_burst` at most [`TX_ATTEMPTS`] times; keeps up to
+    /// [`TX_HOLD`] frames the port did not take for the next poll, and drops and counts as
+    /// [`DropReason::TxRingFull`] the rest.
     fn flush_tx(&mut self) {
         let mut attempts = 0;
         while !self.tx.is_empty() && attempts < TX_ATTEMPTS {
@@ -483,16 +492,23 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             counters.tx_packets += frames_before.saturating_sub(self.tx.len()) as u64;
             counters.tx_bytes += bytes_before.saturating_sub(bytes(&self.tx));
         }
-        if !self.tx.is_empty() {
+        if self.tx.len() > TX_HOLD {
             self.stack
                 .counters_mut()
-                .drop_n(DropReason::TxRingFull, self.tx.len() as u64);
-            self.tx.clear();
+                .drop_n(DropReason::TxRingFull, (self.tx.len() - TX_HOLD) as u64);
+            self.tx.truncate(TX_HOLD);
         }
     }
 
+    /// Frames built but not yet taken by the port (its ring was full), sent first by the
+    /// next poll.
+    pub fn tx_held(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Sends one frame built by `build` in a freshly allocated frame of `len` bytes.
-    /// Returns whether the port took it; failures are counted.
+    /// Returns whether the port took it or holds it for the next poll; failures are
+    /// counted.
     fn send_built(&mut self, len: usize, build: impl FnOnce(&Interface, &mut [u8])) -> bool {
         let Some(mut frame) = self.port.alloc(len) else {
             self.stack.count_drop(DropReason::NoBuffers);
@@ -582,7 +598,8 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             }
             let received = self.poll_once(now);
             self.busy.record(now, received > 0);
-            if received > 0 {
+            // Frames held for a full ring are work too: the next poll sends them.
+            if received > 0 || !self.tx.is_empty() {
                 empty_polls = 0;
                 sleep = SLEEP_MIN;
                 continue;

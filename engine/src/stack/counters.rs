@@ -17,6 +17,9 @@ pub struct MemoryUse {
     pub state_bytes: usize,
     /// Send and receive buffers and out-of-order ranges.
     pub buffer_bytes: usize,
+    /// Released buffer storage kept by this thread (the core) for the next connection that
+    /// needs some, at most [`crate::tcp::SPARE_RINGS`] rings.
+    pub spare_buffer_bytes: usize,
 }
 
 /// TCP-level counters of one core. Names are stable: scripts read them.
@@ -189,6 +192,7 @@ impl Stack {
                 + self.table.connection_bytes()
                 + self.timers.allocation_bytes(),
             buffer_bytes: self.slab.buffer_bytes(),
+            spare_buffer_bytes: crate::tcp::spare_ring_bytes(),
         }
     }
 

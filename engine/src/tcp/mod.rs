@@ -79,6 +79,7 @@ pub use isn::{ConnectionSeed, IsnGenerator};
 pub use listener::{ListenOutcome, Listener, ListenerConfig, ListenerStats};
 pub use output::Transmit;
 pub use record::{ConnectionRecord, RestoreError};
+pub use ring::{spare_bytes as spare_ring_bytes, SPARE_RINGS};
 pub use seq::SeqNumber;
 pub use siphash::SipKey;
 pub use state::{Events, State, TcpError};
