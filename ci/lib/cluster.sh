@@ -7,7 +7,9 @@
 #                                  their state channel on port $CLUSTER_PORT of their own
 #                                  TCP under a fresh cluster key ($CLUSTER_KEY). Waits
 #                                  (10 s) until each sees the other alive with a link
-#                                  each way. SERVE ARGS go to both engines. With
+#                                  each way. SERVE ARGS go to both engines, then the
+#                                  arrays CLUSTER_A_ARGS and CLUSTER_B_ARGS (if set) to
+#                                  engine a and engine b alone. With
 #                                  CLUSTER_SHM=FILE the engines are joined by the
 #                                  shared-memory link FILE (--peer-shm) instead of TCP.
 #   cluster_ctl E ARGS...          `migratory ctl` for engine E (a or b)
@@ -59,11 +61,11 @@ cluster_up() {
     shm_a=(--peer-shm "b-$LAB_ID=$CLUSTER_SHM")
     shm_b=(--peer-shm "a-$LAB_ID=$CLUSTER_SHM")
   fi
-  lab_engine a "$a_ip/24" "$@" --channel "$a_ip:$CLUSTER_PORT" \
+  lab_engine a "$a_ip/24" "$@" ${CLUSTER_A_ARGS[@]+"${CLUSTER_A_ARGS[@]}"} --channel "$a_ip:$CLUSTER_PORT" \
     --peer "b-$LAB_ID=$b_ip:$CLUSTER_PORT" "${shm_a[@]}" --cluster-key-file "$key" || return 1
   lab_peer a client || return 1
   lab_alias b a
-  lab_engine b "$b_ip/24" "$@" --channel "$b_ip:$CLUSTER_PORT" \
+  lab_engine b "$b_ip/24" "$@" ${CLUSTER_B_ARGS[@]+"${CLUSTER_B_ARGS[@]}"} --channel "$b_ip:$CLUSTER_PORT" \
     --peer "a-$LAB_ID=$a_ip:$CLUSTER_PORT" "${shm_b[@]}" --cluster-key-file "$key" || return 1
   lab_bridge_join b a || return 1
   local up="any(p['name'] == '%s-$LAB_ID' and p['alive'] and p['links_up'] >= 2 for p in v['peers'])" _

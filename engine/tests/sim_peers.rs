@@ -616,11 +616,14 @@ fn a_move_the_destination_application_refuses_stays_with_the_origin() {
     let results = await_moves(&mut lab, &rx);
     assert_eq!(results.len(), 1, "{results:?}");
     // Refused at the record, by the application: A had frozen the connection and sent
-    // it (a refusal at the prepare would leave `migrations_out` at 0).
+    // it, then took it back (a refusal at the prepare would take nothing back); it never
+    // left, so it is not counted as moved out.
     assert_eq!(results[0].outcome, Err(MigrateError::PeerRefused));
     assert_eq!(results[0].to, Owner::Peer(0));
     let flow = results[0].flow;
-    assert_eq!(lab.figure(A, "migrations_out"), 1);
+    assert_eq!(lab.figure(A, "migrations_taken_back"), 1);
+    assert_eq!(lab.figure(A, "migrations_out"), 0);
+    assert_eq!(lab.figure(A, "migrations_in"), 0);
     // B counted an application refusal, and a refusal from A; it adopted nothing.
     assert_eq!(lab.figure(B, "migrations_failed_app"), 1);
     assert_eq!(lab.figure(B, "migrations_in"), 0);
@@ -629,7 +632,6 @@ fn a_move_the_destination_application_refuses_stays_with_the_origin() {
     // A counted a failed move to B, and took its copy back in.
     let a = lab.peer_figures(A);
     assert_eq!((a.moved_out, a.failed_out), (0, 1), "{a:?}");
-    assert_eq!(lab.figure(A, "migrations_in"), 1);
     assert_eq!(lab.engine_ref(A).migrations_lost(), 0);
     // Between its freeze and the refusal A forwarded the client's segments to B.
     let forwarded = lab.figure(A, "channel_frames_forwarded");
@@ -703,6 +705,7 @@ fn a_move_the_destination_has_no_room_for_is_refused_before_the_freeze() {
     for name in [
         "migrations_out",
         "migrations_in",
+        "migrations_taken_back",
         "channel_frames_forwarded",
     ] {
         assert_eq!(lab.figure(A, name), 0, "{name}");

@@ -1045,13 +1045,13 @@ impl App for Http {
         let mut state = self.spare.pop().unwrap_or_default();
         state.reset(cx.now());
         match read_snapshot(&self.site, snapshot, &mut state) {
-            Some(()) => {
+            Ok(()) => {
                 self.conns.insert(conn, state);
                 Ok(())
             }
-            None => {
+            Err(refusal) => {
                 self.spare.push(state);
-                Err(Refusal::BadSnapshot)
+                Err(refusal)
             }
         }
     }
@@ -1087,10 +1087,26 @@ fn write_snapshot(state: &Conn, out: &mut Vec<u8>) {
     }
 }
 
-/// Reads a snapshot into `state` (reset); `None` if it is malformed, inconsistent (head
-/// chunks longer than the heads, a body position past its file, more than a pipeline's
-/// worth of responses) or names a file this site does not have.
-fn read_snapshot(site: &Site, bytes: &[u8], state: &mut Conn) -> Option<()> {
+/// Why a snapshot naming a file is refused when this site does not serve that file (or
+/// serves a shorter one under its name): the connection must stay where its file is.
+const FILE_NOT_HERE: &str = "a file the connection is sending is not served here";
+
+/// Reads a snapshot into `state` (reset). Refused as [`Refusal::BadSnapshot`] if it is
+/// malformed or inconsistent (head chunks longer than the heads, more than a pipeline's
+/// worth of responses), and with [`FILE_NOT_HERE`] if it names a file this site does not
+/// have or a body position past the end of this site's file of that name.
+fn read_snapshot(site: &Site, bytes: &[u8], state: &mut Conn) -> Result<(), Refusal> {
+    let mut not_here = false;
+    match parse_snapshot(site, bytes, state, &mut not_here) {
+        Some(()) => Ok(()),
+        None if not_here => Err(Refusal::NotNow(FILE_NOT_HERE)),
+        None => Err(Refusal::BadSnapshot),
+    }
+}
+
+/// [`read_snapshot`]'s parser: `None` on any refusal, with `not_here` set when the reason
+/// is this site's files.
+fn parse_snapshot(site: &Site, bytes: &[u8], state: &mut Conn, not_here: &mut bool) -> Option<()> {
     let mut r = bytes;
     let mut take = |n: usize| -> Option<&[u8]> {
         let (a, b) = r.split_at_checked(n)?;
@@ -1134,11 +1150,12 @@ fn read_snapshot(site: &Site, bytes: &[u8], state: &mut Conn) -> Option<()> {
             1 => {
                 let n = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
                 let name = std::str::from_utf8(take(n)?).ok()?;
-                let file = site.file(name)?.clone();
                 let pos = usize::try_from(u64::from_le_bytes(take(8)?.try_into().ok()?)).ok()?;
-                if pos > file.data.len() {
+                let Some(file) = site.file(name).filter(|f| pos <= f.data.len()) else {
+                    *not_here = true;
                     return None;
-                }
+                };
+                let file = file.clone();
                 state.out.queue.push_back(Chunk::Body { file, pos });
             }
             _ => return None,
@@ -1796,6 +1813,34 @@ mod app_tests {
         );
         assert_eq!(net.capp.received.len(), want.len());
         assert!(net.capp.received == want);
+    }
+
+    #[test]
+    fn a_snapshot_naming_a_file_this_site_lacks_is_refused_as_not_here() {
+        let site = site();
+        let mut state = Conn::default();
+        let file = site.file("big.bin").unwrap().clone();
+        state.out.queue.push_back(Chunk::Body { file, pos: 1000 });
+        let mut snapshot = Vec::new();
+        write_snapshot(&state, &mut snapshot);
+        // The same site takes it back.
+        let mut back = Conn::default();
+        assert_eq!(read_snapshot(&site, &snapshot, &mut back), Ok(()));
+        assert_eq!(back.out.queue.len(), 1);
+        // A site without the file, or with a shorter file of that name, refuses it.
+        let other = Site::from_files([("index.html", b"x".to_vec())]);
+        let shorter = Site::from_files([("big.bin", vec![0; 999])]);
+        for s in [&other, &shorter] {
+            assert_eq!(
+                read_snapshot(s, &snapshot, &mut Conn::default()),
+                Err(Refusal::NotNow(FILE_NOT_HERE))
+            );
+        }
+        // A snapshot cut short is malformed, not a missing file.
+        assert_eq!(
+            read_snapshot(&site, &snapshot[..snapshot.len() - 3], &mut Conn::default()),
+            Err(Refusal::BadSnapshot)
+        );
     }
 
     #[test]

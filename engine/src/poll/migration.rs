@@ -202,7 +202,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
 
     /// Installs a migration that did not go through here again.
     pub(super) fn take_back_migration(&mut self, now: Instant, migration: Migration) {
-        if let Err((m, _)) = self.stack.migrate_in(now, migration, &mut self.app) {
+        if let Err((m, _)) = self.stack.take_back(now, migration, &mut self.app) {
             // Nobody can hold it: tell the peer rather than leave it hanging.
             self.stack.reset_record(now, &m.conn);
             self.migration.lost += 1;

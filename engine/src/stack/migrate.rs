@@ -120,6 +120,9 @@ pub struct MigrationCounters {
     pub redirected: u64,
     /// Owner updates applied at this (home) core.
     pub owner_updates: u64,
+    /// Connections moved out and then installed here again because the destination did
+    /// not take them (refused, timed out, gone): not counted in `out` (nor `in_`).
+    pub taken_back: u64,
 }
 
 impl MigrationCounters {
@@ -135,6 +138,7 @@ impl MigrationCounters {
             failed_app,
             redirected,
             owner_updates,
+            taken_back,
         } = *self;
         [
             ("migrations_out", out),
@@ -147,6 +151,7 @@ impl MigrationCounters {
             ("migrations_failed_app", failed_app),
             ("migrations_redirected_segments", redirected),
             ("migrations_owner_updates", owner_updates),
+            ("migrations_taken_back", taken_back),
         ]
         .into_iter()
     }
@@ -250,6 +255,28 @@ impl Stack {
             conn: entry.conn.capture(now),
             app: snapshot,
         })
+    }
+
+    /// Installs again the connection of `m`, which [`Stack::migrate_out`] moved out of
+    /// here and its destination did not take: as [`Stack::migrate_in`], but counted as
+    /// taken back, and no longer as moved out.
+    pub fn take_back<A: App + ?Sized>(
+        &mut self,
+        now: Instant,
+        m: Migration,
+        app: &mut A,
+    ) -> Result<ConnId, (Box<Migration>, MigrateError)> {
+        match self.migrate_in_inner(now, &m, app) {
+            Ok(id) => {
+                self.migration.out = self.migration.out.saturating_sub(1);
+                self.migration.taken_back += 1;
+                Ok(id)
+            }
+            Err(e) => {
+                self.migration.failed(e);
+                Err((Box::new(m), e))
+            }
+        }
     }
 
     /// Installs the connection of `m` here and hands its snapshot to the application
