@@ -2,7 +2,7 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 /// A TCP flow seen from this end: our address and port, the peer's address and port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FourTuple {
     pub local: SocketAddrV4,
     pub remote: SocketAddrV4,
@@ -21,12 +21,31 @@ impl FourTuple {
         }
     }
 
+    /// The 12 bytes that identify the flow, in network order: local address and port,
+    /// remote address and port. What every keyed hash of a flow reads.
+    pub fn to_bytes(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&self.local.ip().octets());
+        b[4..6].copy_from_slice(&self.local.port().to_be_bytes());
+        b[6..10].copy_from_slice(&self.remote.ip().octets());
+        b[10..].copy_from_slice(&self.remote.port().to_be_bytes());
+        b
+    }
+
     pub fn local_ip(&self) -> Ipv4Addr {
         *self.local.ip()
     }
 
     pub fn remote_ip(&self) -> Ipv4Addr {
         *self.remote.ip()
+    }
+}
+
+/// Hashed as its 12 bytes in one write: a streaming keyed hasher (the listener's map of
+/// half-open connections) then compresses whole words instead of four small pieces.
+impl core::hash::Hash for FourTuple {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.to_bytes());
     }
 }
 

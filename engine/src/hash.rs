@@ -1,7 +1,8 @@
 //! SipHash-c-d (Aumasson and Bernstein, 2012), written from the paper, with the round
-//! counts as const generics: SipHash-2-4 for RFC 6528 ISNs, SYN cookies and the
-//! listener's map of half-open connections; SipHash-1-3 for the connection table's hash
-//! (on every segment, and only a flooding defence). The one implementation of both.
+//! counts as const generics: SipHash-2-4 for RFC 6528 ISNs and SYN cookies (values a peer
+//! sees); SipHash-1-3 for the connection table's hash and the listener's map of
+//! half-open connections (on every segment, and only a flooding defence). The one
+//! implementation of both.
 //!
 //! Owns nothing but the hash state: keys come from the caller. Not a MAC for the state
 //! channel (that is HMAC-SHA256).
@@ -134,17 +135,21 @@ impl<const C: usize, const D: usize> SipHasher<C, D> {
 impl<const C: usize, const D: usize> Hasher for SipHasher<C, D> {
     fn write(&mut self, mut bytes: &[u8]) {
         self.length = self.length.wrapping_add(bytes.len());
-        while self.ntail < 8 {
-            let Some((&b, rest)) = bytes.split_first() else {
-                return;
-            };
-            self.tail |= u64::from(b) << (8 * self.ntail);
-            self.ntail += 1;
-            bytes = rest;
+        // Complete a word left partial by an earlier write first (none: go straight to
+        // whole words).
+        if self.ntail > 0 {
+            while self.ntail < 8 {
+                let Some((&b, rest)) = bytes.split_first() else {
+                    return;
+                };
+                self.tail |= u64::from(b) << (8 * self.ntail);
+                self.ntail += 1;
+                bytes = rest;
+            }
+            compress::<C>(&mut self.v, self.tail);
+            self.tail = 0;
+            self.ntail = 0;
         }
-        compress::<C>(&mut self.v, self.tail);
-        self.tail = 0;
-        self.ntail = 0;
         let mut words = bytes.chunks_exact(8);
         for w in &mut words {
             let m = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
@@ -161,14 +166,19 @@ impl<const C: usize, const D: usize> Hasher for SipHasher<C, D> {
     }
 }
 
-/// A [`BuildHasher`] of keyed SipHash-2-4, for maps whose keys a peer chooses.
+/// A [`BuildHasher`] of keyed SipHash-1-3, for maps whose keys a peer chooses: the
+/// variant Rust's standard maps use against hash flooding (the key is secret; nothing
+/// hashed here leaves the engine, unlike ISNs and SYN cookies, which take SipHash-2-4).
+/// The listener's map of half-open connections is looked up several times per
+/// connection: SipHash-2-4 there was a sixth of the engine's time opening and closing
+/// connections.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SipBuildHasher(pub SipKey);
 
 impl BuildHasher for SipBuildHasher {
-    type Hasher = SipHasher24;
-    fn build_hasher(&self) -> SipHasher24 {
-        SipHasher24::new(&self.0)
+    type Hasher = SipHasher13;
+    fn build_hasher(&self) -> SipHasher13 {
+        SipHasher13::new(&self.0)
     }
 }
 

@@ -66,23 +66,23 @@ impl FlowHashKey {
     /// The keyed hash of a 4-tuple (its 12 bytes: local address and port, remote address
     /// and port, in network order).
     pub fn hash_tuple(&self, tuple: &FourTuple) -> u64 {
-        let mut bytes = [0u8; 12];
-        bytes[..6].copy_from_slice(&addr_bytes(&tuple.local));
-        bytes[6..].copy_from_slice(&addr_bytes(&tuple.remote));
-        crate::hash::siphash::<1, 3>(self.k0, self.k1, &bytes)
-    }
-
-    /// The keyed hash of a socket address (its 6 bytes in network order).
-    pub fn hash_addr(&self, addr: &SocketAddrV4) -> u64 {
-        crate::hash::siphash::<1, 3>(self.k0, self.k1, &addr_bytes(addr))
+        crate::hash::siphash::<1, 3>(self.k0, self.k1, &tuple.to_bytes())
     }
 }
 
-fn addr_bytes(addr: &SocketAddrV4) -> [u8; 6] {
-    let mut bytes = [0u8; 6];
-    bytes[..4].copy_from_slice(&addr.ip().octets());
-    bytes[4..].copy_from_slice(&addr.port().to_be_bytes());
-    bytes
+/// The hash of a listener's address: not keyed, as only the engine chooses these keys (a
+/// peer can only look one up, never add one, so it cannot crowd a bucket). The mixer of
+/// SplitMix64 over the address and port, so that both the low bits (the bucket) and the
+/// top bits (hashbrown's tag) vary. Looked up for every segment that reaches a listener,
+/// up to twice (the exact address, then the wildcard): a keyed hash there cost more than
+/// the table's own lookup.
+fn listener_hash(addr: &SocketAddrV4) -> u64 {
+    let mut x = (u64::from(u32::from(*addr.ip())) << 16) | u64::from(addr.port());
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// The three kinds of entry a table holds.
@@ -215,7 +215,7 @@ pub struct ConnTable<V, L = V, W = TimeWait, R = u16> {
     connections: HashTable<(FourTuple, V)>,
     time_wait: HashTable<(FourTuple, TimeWaitEntry<W>)>,
     /// Keyed by local address; `0.0.0.0:port` is the wildcard for that port. We choose
-    /// these keys, but the same keyed hash costs nothing here: few entries.
+    /// these keys: hashed without the key ([`listener_hash`]).
     listeners: HashTable<(SocketAddrV4, L)>,
     /// TIME_WAIT expiries, earliest first. An entry is stale when the record was removed
     /// or its expiry changed since; stale entries are skipped when popped and purged when
@@ -266,7 +266,7 @@ impl<V, L, W, R> ConnTable<V, L, W, R> {
             EntryKind::Listener => {
                 let room = self.limits.listeners.saturating_sub(self.listeners.len());
                 self.listeners
-                    .reserve(additional.min(room), |(a, _)| key.hash_addr(a));
+                    .reserve(additional.min(room), |(a, _)| listener_hash(a));
             }
             EntryKind::Redirect => {
                 let room = self.limits.redirects.saturating_sub(self.redirects.len());
@@ -339,10 +339,10 @@ impl<V, L, W, R> ConnTable<V, L, W, R> {
         if let Some((_, redirect)) = self.redirects.find_mut(hash, |(t, _)| t == tuple) {
             return Lookup::Redirect(redirect);
         }
-        let Some(local) = listener_key(&self.listeners, &self.key, tuple.local) else {
+        let Some(local) = listener_key(&self.listeners, tuple.local) else {
             return Lookup::NotFound;
         };
-        let hash = self.key.hash_addr(&local);
+        let hash = listener_hash(&local);
         match self.listeners.find_mut(hash, |(a, _)| *a == local) {
             Some((_, listener)) => Lookup::Listener { local, listener },
             None => Lookup::NotFound,
@@ -761,7 +761,7 @@ impl<V, L, W, R> ConnTable<V, L, W, R> {
     /// Adds a listener on `local`; `0.0.0.0:port` listens on every local address for that
     /// port. Refused if one is already there or the listener table is full.
     pub fn insert_listener(&mut self, local: SocketAddrV4, listener: L) -> Result<(), Refused<L>> {
-        let hash = self.key.hash_addr(&local);
+        let hash = listener_hash(&local);
         let error = if self.listeners.find(hash, |(a, _)| *a == local).is_some() {
             Some(TableError::Occupied(EntryKind::Listener))
         } else if self.listeners.len() >= self.limits.listeners {
@@ -778,22 +778,21 @@ impl<V, L, W, R> ConnTable<V, L, W, R> {
                 value: listener,
             });
         }
-        let key = self.key;
         self.listeners
-            .insert_unique(hash, (local, listener), |(a, _)| key.hash_addr(a));
+            .insert_unique(hash, (local, listener), |(a, _)| listener_hash(a));
         Ok(())
     }
 
     /// The listener registered on exactly `local` (no wildcard fallback).
     pub fn listener(&self, local: &SocketAddrV4) -> Option<&L> {
-        let hash = self.key.hash_addr(local);
+        let hash = listener_hash(local);
         self.listeners
             .find(hash, |(a, _)| a == local)
             .map(|(_, l)| l)
     }
 
     pub fn listener_mut(&mut self, local: &SocketAddrV4) -> Option<&mut L> {
-        let hash = self.key.hash_addr(local);
+        let hash = listener_hash(local);
         self.listeners
             .find_mut(hash, |(a, _)| a == local)
             .map(|(_, l)| l)
@@ -812,7 +811,7 @@ impl<V, L, W, R> ConnTable<V, L, W, R> {
     }
 
     pub fn remove_listener(&mut self, local: &SocketAddrV4) -> Option<L> {
-        let hash = self.key.hash_addr(local);
+        let hash = listener_hash(local);
         let entry = self.listeners.find_entry(hash, |(a, _)| a == local).ok()?;
         Some(entry.remove().0 .1)
     }
@@ -823,7 +822,7 @@ impl<V, L, W, R> ConnTable<V, L, W, R> {
     }
 
     fn listener_key(&self, local: SocketAddrV4) -> Option<SocketAddrV4> {
-        listener_key(&self.listeners, &self.key, local)
+        listener_key(&self.listeners, local)
     }
 }
 
@@ -831,13 +830,12 @@ impl<V, L, W, R> ConnTable<V, L, W, R> {
 /// wildcard address with its port. A free function so that it borrows only the listeners.
 fn listener_key<L>(
     listeners: &HashTable<(SocketAddrV4, L)>,
-    key: &FlowHashKey,
     local: SocketAddrV4,
 ) -> Option<SocketAddrV4> {
     let wildcard = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port());
     [local, wildcard].into_iter().find(|addr| {
         listeners
-            .find(key.hash_addr(addr), |(a, _)| a == addr)
+            .find(listener_hash(addr), |(a, _)| a == addr)
             .is_some()
     })
 }
@@ -857,7 +855,26 @@ mod tests {
             k.hash_tuple(&FourTuple::new(local, remote)),
             0x7809_a33a_bff5_156c
         );
-        assert_eq!(k.hash_addr(&local), 0x2690_751d_74c7_c42f);
+    }
+
+    #[test]
+    fn listener_hashes_differ_in_their_low_and_high_bits() {
+        // Every listener address of a /24 on two ports: distinct hashes, spread over the
+        // low 10 bits (buckets) and the top 7 (hashbrown's tags).
+        let mut low = std::collections::HashSet::new();
+        let mut top = std::collections::HashSet::new();
+        let mut all = std::collections::HashSet::new();
+        for host in 0..=255u8 {
+            for port in [80, 443] {
+                let h = listener_hash(&SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, host), port));
+                all.insert(h);
+                low.insert(h & 1023);
+                top.insert(h >> 57);
+            }
+        }
+        assert_eq!(all.len(), 512);
+        assert!(low.len() > 300, "{} distinct low values", low.len());
+        assert!(top.len() > 100, "{} distinct tags", top.len());
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! May not: read a clock, do I/O, or trust a record: every record is checked before it
 //! becomes a connection, and a refused one leaves everything as it was.
 use core::fmt;
-use core::net::SocketAddrV4;
 use core::str::FromStr;
 
 use crate::flow::FourTuple;
@@ -33,18 +32,11 @@ pub struct FlowId(pub u64);
 impl FlowId {
     /// The id of the connection `tuple` (seen from our end).
     pub fn of(tuple: &FourTuple) -> FlowId {
-        let mut bytes = [0u8; 12];
-        let put = |b: &mut [u8], a: &SocketAddrV4| {
-            b[..4].copy_from_slice(&a.ip().octets());
-            b[4..6].copy_from_slice(&a.port().to_be_bytes());
-        };
-        put(&mut bytes[..6], &tuple.local);
-        put(&mut bytes[6..], &tuple.remote);
         // A fixed key: this is a name, not a defence (tables keep their own keyed hashes).
         FlowId(crate::hash::siphash::<1, 3>(
             0x6d69_6772_6174_6f72,
             0x666c_6f77_2d69_6431,
-            &bytes,
+            &tuple.to_bytes(),
         ))
     }
 }
@@ -124,7 +116,7 @@ pub struct Transfer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::net::Ipv4Addr;
+    use core::net::{Ipv4Addr, SocketAddrV4};
 
     #[test]
     fn flow_ids_are_stable_and_parse_back() {

@@ -5,8 +5,6 @@
 //! The timestamp offset (RFC 7323 §5.4, Appendix ... "randomized" clocks) is a second hash
 //! of the 4-tuple, so a listener can recompute it for a SYN cookie. No clock, no RNG: the
 //! key comes from the caller, who draws it once from a seeded or system RNG.
-use core::hash::Hasher;
-
 use super::seq::SeqNumber;
 use super::siphash::{SipHasher24, SipKey};
 use crate::flow::FourTuple;
@@ -26,15 +24,18 @@ pub struct IsnGenerator {
     key: SipKey,
 }
 
+/// Most bytes [`hash_tuple`] takes after the 4-tuple.
+pub(crate) const MAX_EXTRA: usize = 16;
+
+/// SipHash-2-4 under `key` of `domain`, the 4-tuple's 12 bytes and `extra` (at most
+/// [`MAX_EXTRA`] bytes; more are ignored), in one call on a buffer of the stack.
 pub(crate) fn hash_tuple(key: &SipKey, domain: u8, tuple: &FourTuple, extra: &[u8]) -> u64 {
-    let mut h = SipHasher24::new(key);
-    h.write(&[domain]);
-    h.write(&tuple.local.ip().octets());
-    h.write(&tuple.local.port().to_be_bytes());
-    h.write(&tuple.remote.ip().octets());
-    h.write(&tuple.remote.port().to_be_bytes());
-    h.write(extra);
-    h.finish64()
+    let extra = &extra[..extra.len().min(MAX_EXTRA)];
+    let mut msg = [0u8; 13 + MAX_EXTRA];
+    msg[0] = domain;
+    msg[1..13].copy_from_slice(&tuple.to_bytes());
+    msg[13..13 + extra.len()].copy_from_slice(extra);
+    SipHasher24::hash(key, &msg[..13 + extra.len()])
 }
 
 impl IsnGenerator {
@@ -65,6 +66,26 @@ impl IsnGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tuple_hash_is_siphash_2_4_of_the_domain_the_tuple_and_the_extra_bytes() {
+        use core::hash::Hasher;
+        let key = SipKey(core::array::from_fn(|i| (i * 7) as u8));
+        let tuple = FourTuple::new(
+            "10.0.0.1:80".parse().unwrap(),
+            "10.0.0.2:40000".parse().unwrap(),
+        );
+        let mut h = SipHasher24::new(&key);
+        h.write(&[0x03]);
+        h.write(&[10, 0, 0, 1, 0, 80, 10, 0, 0, 2, 0x9c, 0x40]);
+        h.write(&[1, 2, 3]);
+        assert_eq!(hash_tuple(&key, 0x03, &tuple, &[1, 2, 3]), h.finish());
+        // Another domain is another hash.
+        assert_ne!(
+            hash_tuple(&key, 0x01, &tuple, &[]),
+            hash_tuple(&key, 0x02, &tuple, &[])
+        );
+    }
     use core::net::{Ipv4Addr, SocketAddrV4};
 
     fn tuple(port: u16) -> FourTuple {

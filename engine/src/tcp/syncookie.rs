@@ -7,10 +7,9 @@
 //! period. Window scale and SACK-permitted ride in the low 5 bits of our TSval when the
 //! peer uses timestamps (as Linux does); without timestamps a cookie connection has
 //! neither. No clock: `now` is an argument.
-use core::hash::Hasher;
 
 use super::seq::SeqNumber;
-use super::siphash::{SipHasher24, SipKey};
+use super::siphash::SipKey;
 use crate::flow::FourTuple;
 use crate::time::Instant;
 
@@ -49,14 +48,7 @@ impl SynCookies {
         extra[..4].copy_from_slice(&peer_isn.0.to_be_bytes());
         extra[4..8].copy_from_slice(&t.to_be_bytes());
         extra[8] = mss_index as u8;
-        let mut h = SipHasher24::new(&self.key);
-        h.write(&[0x03]);
-        h.write(&tuple.local.ip().octets());
-        h.write(&tuple.local.port().to_be_bytes());
-        h.write(&tuple.remote.ip().octets());
-        h.write(&tuple.remote.port().to_be_bytes());
-        h.write(&extra);
-        (h.finish64() as u32) & 0x00ff_ffff
+        (super::isn::hash_tuple(&self.key, 0x03, tuple, &extra) as u32) & 0x00ff_ffff
     }
 
     /// The index of the largest table MSS not above `mss`.
