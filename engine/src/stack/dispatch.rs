@@ -53,7 +53,7 @@ impl Stack {
             if events.is_empty() {
                 return;
             }
-            let listener_port = e.listener_port;
+            let listener_port = e.listener_port();
             let ordered = [
                 Events::ESTABLISHED,
                 Events::READABLE,

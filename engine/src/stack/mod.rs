@@ -664,7 +664,7 @@ impl Stack {
         for id in expired.drain(..) {
             if let Some(e) = self.entry_mut(id) {
                 e.timer = None;
-                e.deadline = None;
+                e.deadline = slab::MaybeInstant::NONE;
                 e.conn.handle_timeout(now);
                 self.touch(id);
             }

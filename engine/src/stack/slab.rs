@@ -28,24 +28,54 @@ impl ConnId {
     }
 }
 
-/// A connection and the stack's bookkeeping for it.
+/// An instant or none in 8 bytes (`Option<Instant>` takes 16): `u64::MAX`, the end of
+/// the clock, stands for none. Kept per connection, where a million of them add up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct MaybeInstant(u64);
+
+impl MaybeInstant {
+    pub const NONE: MaybeInstant = MaybeInstant(u64::MAX);
+
+    /// `at`, or none; the clock's very last instant is taken as the one before it.
+    pub fn new(at: Option<Instant>) -> MaybeInstant {
+        at.map_or(Self::NONE, |t| MaybeInstant(t.as_nanos().min(u64::MAX - 1)))
+    }
+
+    pub fn get(self) -> Option<Instant> {
+        (self != Self::NONE).then_some(Instant::from_nanos(self.0))
+    }
+
+    pub fn take(&mut self) -> Option<Instant> {
+        core::mem::replace(self, Self::NONE).get()
+    }
+}
+
+/// A connection and the stack's bookkeeping for it. Laid out to stay small: a core may
+/// hold millions (an instant in 8 bytes, the retransmission figures it is counted under
+/// boxed, and only once it has any).
 #[derive(Debug)]
 pub(super) struct Entry {
     pub conn: Connection,
     pub timer: Option<TimerHandle>,
-    pub deadline: Option<Instant>,
-    /// In `Stack::touched` (events to deliver or output to send).
-    pub touched: bool,
-    /// The local port of the listener that accepted it (passive opens).
-    pub listener_port: Option<u16>,
+    /// The deadline its timer is armed for.
+    pub deadline: MaybeInstant,
+    /// It moved here, frozen at this instant, and has not sent a segment since.
+    pub moved_at: MaybeInstant,
     /// The application's word for it.
     pub user: u64,
-    /// It moved here, frozen at this instant, and has not sent a segment since.
-    pub moved_at: Option<Instant>,
-    /// The state and buffer bytes it is counted under in the slab's running counts.
+    /// The retransmission figures it is counted under in the slab's running counts; none
+    /// while they are all zero (most connections, all their lives).
+    counted_stats: Option<Box<ConnectionStats>>,
+    /// The buffer bytes it is counted under.
+    counted_buffers: u32,
+    /// Its slot's generation (the slab's, kept here to save a word per slot).
+    generation: u32,
+    /// The local port of the listener that accepted it (passive opens; never 0).
+    listener_port: Option<core::num::NonZeroU16>,
+    /// In `Stack::touched` (events to deliver or output to send).
+    pub touched: bool,
+    /// The state it is counted under.
     counted_state: State,
-    counted_buffers: usize,
-    counted_stats: ConnectionStats,
 }
 
 impl Entry {
@@ -53,114 +83,138 @@ impl Entry {
         Entry {
             conn,
             timer: None,
-            deadline: None,
-            touched: false,
-            listener_port,
+            deadline: MaybeInstant::NONE,
+            moved_at: MaybeInstant::NONE,
             user: 0,
-            moved_at: None,
-            counted_state: State::Closed,
+            counted_stats: None,
             counted_buffers: 0,
-            counted_stats: ConnectionStats::default(),
+            generation: 0,
+            listener_port: listener_port.and_then(core::num::NonZeroU16::new),
+            touched: false,
+            counted_state: State::Closed,
+        }
+    }
+
+    /// The local port of the listener that accepted it (passive opens).
+    pub fn listener_port(&self) -> Option<u16> {
+        self.listener_port.map(core::num::NonZeroU16::get)
+    }
+
+    /// The retransmission figures it is counted under.
+    fn counted_stats(&self) -> ConnectionStats {
+        self.counted_stats.as_deref().copied().unwrap_or_default()
+    }
+
+    /// Counts it under `stats` from now on.
+    fn set_counted_stats(&mut self, stats: ConnectionStats) {
+        if stats == ConnectionStats::default() {
+            self.counted_stats = None;
+        } else if let Some(b) = self.counted_stats.as_deref_mut() {
+            *b = stats;
+        } else {
+            self.counted_stats = Some(Box::new(stats));
         }
     }
 }
 
-#[derive(Debug, Default)]
-struct Slot {
-    generation: u32,
-    entry: Option<Entry>,
-}
+/// A slot: an entry (which carries the slot's generation), or none.
+type Slot = Option<Entry>;
 
 /// The entries, by [`ConnId`].
 #[derive(Debug, Default)]
 pub(super) struct Slab {
     slots: Vec<Slot>,
-    /// Indices of empty slots, reused last-freed first.
-    free: Vec<u32>,
+    /// Empty slots (index and the generation they last had), reused last-freed first.
+    free: Vec<(u32, u32)>,
     /// Entries by the state they are counted under, indexed by `State as usize`.
     by_state: [usize; State::ALL.len()],
     /// Sum of the entries' counted buffer bytes.
     buffer_bytes: usize,
     /// The entries' retransmission figures, as counted.
     live: TcpCounters,
+    /// Entries whose counted figures are boxed (not all zero).
+    boxed_stats: usize,
 }
 
 impl Slab {
     /// Stores `entry` and returns its new id.
     pub fn insert(&mut self, mut entry: Entry) -> ConnId {
         entry.counted_state = entry.conn.state();
-        entry.counted_buffers = entry.conn.buffer_bytes();
-        entry.counted_stats = entry.conn.stats();
-        self.live.add_stats(&entry.counted_stats);
+        entry.counted_buffers = buffer_count(&entry.conn);
+        entry.set_counted_stats(entry.conn.stats());
+        self.boxed_stats += usize::from(entry.counted_stats.is_some());
+        self.live.add_stats(&entry.counted_stats());
         self.by_state[entry.counted_state as usize] += 1;
-        self.buffer_bytes += entry.counted_buffers;
-        let index = match self.free.pop() {
-            Some(i) => i,
+        self.buffer_bytes += entry.counted_buffers as usize;
+        let (index, generation) = match self.free.pop() {
+            Some((i, g)) => (i, g.wrapping_add(1)),
             None => {
-                self.slots.push(Slot::default());
-                (self.slots.len() - 1) as u32
+                self.slots.push(None);
+                ((self.slots.len() - 1) as u32, 1)
             }
         };
-        let slot = &mut self.slots[index as usize];
-        slot.generation = slot.generation.wrapping_add(1);
-        slot.entry = Some(entry);
-        ConnId {
-            index,
-            generation: slot.generation,
-        }
+        entry.generation = generation;
+        self.slots[index as usize] = Some(entry);
+        ConnId { index, generation }
     }
 
     pub fn get(&self, id: ConnId) -> Option<&Entry> {
-        let slot = self.slots.get(id.index as usize)?;
-        (slot.generation == id.generation).then_some(())?;
-        slot.entry.as_ref()
+        let e = self.slots.get(id.index as usize)?.as_ref()?;
+        (e.generation == id.generation).then_some(e)
     }
 
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
-        let slot = self.slots.get_mut(id.index as usize)?;
-        (slot.generation == id.generation).then_some(())?;
-        slot.entry.as_mut()
+        let e = self.slots.get_mut(id.index as usize)?.as_mut()?;
+        (e.generation == id.generation).then_some(e)
     }
 
     /// Takes `id`'s entry out; its slot is free for reuse (under a new generation).
     pub fn remove(&mut self, id: ConnId) -> Option<Entry> {
         let slot = self.slots.get_mut(id.index as usize)?;
-        (slot.generation == id.generation).then_some(())?;
-        let entry = slot.entry.take()?;
-        self.free.push(id.index);
+        if slot.as_ref()?.generation != id.generation {
+            return None;
+        }
+        let entry = slot.take()?;
+        self.free.push((id.index, id.generation));
         self.by_state[entry.counted_state as usize] -= 1;
-        self.buffer_bytes -= entry.counted_buffers;
-        self.live.remove_stats(&entry.counted_stats);
+        self.buffer_bytes -= entry.counted_buffers as usize;
+        self.live.remove_stats(&entry.counted_stats());
+        self.boxed_stats -= usize::from(entry.counted_stats.is_some());
         Some(entry)
     }
 
     /// Brings `id`'s place in the running counts up to date with its connection (after
     /// anything may have changed its state or buffers).
     pub fn recount(&mut self, id: ConnId) {
-        let Some(slot) = self.slots.get_mut(id.index as usize) else {
+        let Some(e) = self
+            .slots
+            .get_mut(id.index as usize)
+            .and_then(Option::as_mut)
+        else {
             return;
         };
-        if slot.generation != id.generation {
+        if e.generation != id.generation {
             return;
         }
-        let Some(e) = slot.entry.as_mut() else {
-            return;
-        };
-        let (state, buffers) = (e.conn.state(), e.conn.buffer_bytes());
+        let (state, buffers) = (e.conn.state(), buffer_count(&e.conn));
         if state != e.counted_state {
             self.by_state[e.counted_state as usize] -= 1;
             self.by_state[state as usize] += 1;
             e.counted_state = state;
         }
         if buffers != e.counted_buffers {
-            self.buffer_bytes = self.buffer_bytes - e.counted_buffers + buffers;
+            self.buffer_bytes = self.buffer_bytes - e.counted_buffers as usize + buffers as usize;
             e.counted_buffers = buffers;
         }
         let stats = e.conn.stats();
-        if stats != e.counted_stats {
-            self.live.remove_stats(&e.counted_stats);
+        let counted = e.counted_stats();
+        if stats != counted {
+            self.live.remove_stats(&counted);
             self.live.add_stats(&stats);
-            e.counted_stats = stats;
+            let was_boxed = e.counted_stats.is_some();
+            e.set_counted_stats(stats);
+            self.boxed_stats =
+                self.boxed_stats + usize::from(e.counted_stats.is_some()) - usize::from(was_boxed);
         }
     }
 
@@ -182,7 +236,8 @@ impl Slab {
     /// Bytes allocated for the slots (held or free) and the free list.
     pub fn allocation_bytes(&self) -> usize {
         self.slots.capacity() * core::mem::size_of::<Slot>()
-            + self.free.capacity() * core::mem::size_of::<u32>()
+            + self.free.capacity() * core::mem::size_of::<(u32, u32)>()
+            + self.boxed_stats * core::mem::size_of::<ConnectionStats>()
     }
 
     /// Entries held.
@@ -193,11 +248,11 @@ impl Slab {
     /// Every entry with its id, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Entry)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.entry.as_ref().map(|e| {
+            s.as_ref().map(|e| {
                 (
                     ConnId {
                         index: i as u32,
-                        generation: s.generation,
+                        generation: e.generation,
                     },
                     e,
                 )
@@ -209,6 +264,11 @@ impl Slab {
     pub fn ids(&self) -> Vec<ConnId> {
         self.iter().map(|(id, _)| id).collect()
     }
+}
+
+/// A connection's buffer bytes as counted (a ring is at most a few MiB).
+fn buffer_count(conn: &Connection) -> u32 {
+    u32::try_from(conn.buffer_bytes()).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -229,6 +289,34 @@ mod tests {
         };
         let conn = Connection::connect(Instant::ZERO, tuple, seed, &TcpConfig::default());
         Entry::new(conn, None)
+    }
+
+    #[test]
+    fn a_slot_stays_small() {
+        // A core holds up to millions: every word here is megabytes there. The connection
+        // itself has its own bound (tcp_states); the stack adds at most 56 bytes.
+        let slot = core::mem::size_of::<Slot>();
+        let conn = core::mem::size_of::<Connection>();
+        assert!(
+            slot <= conn + 56,
+            "slot {slot} bytes for a {conn}-byte connection"
+        );
+    }
+
+    #[test]
+    fn maybe_instant_keeps_every_instant_but_the_last() {
+        for t in [0, 1, 1 << 40, u64::MAX - 1] {
+            let at = Instant::from_nanos(t);
+            assert_eq!(MaybeInstant::new(Some(at)).get(), Some(at));
+        }
+        assert_eq!(MaybeInstant::new(None).get(), None);
+        let end = Instant::from_nanos(u64::MAX);
+        assert_eq!(
+            MaybeInstant::new(Some(end)).get(),
+            Some(Instant::from_nanos(u64::MAX - 1))
+        );
+        let mut m = MaybeInstant::new(Some(Instant::from_nanos(5)));
+        assert_eq!((m.take(), m.take()), (Some(Instant::from_nanos(5)), None));
     }
 
     #[test]

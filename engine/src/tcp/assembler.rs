@@ -2,9 +2,9 @@
 //! held in the receive buffer, the SACK blocks that report them (RFC 2018 §4), and the
 //! duplicate to report in a D-SACK block (RFC 2883 §4).
 //!
-//! Owns ranges only, in a heap vector allocated when the first out-of-order segment
-//! arrives and released when the last gap is filled; the bytes themselves are in the
-//! receive [`super::ring::RingBuffer`].
+//! Owns ranges only, on the heap from the first out-of-order segment (or duplicate) until
+//! the last gap is filled (and the last duplicate reported); the bytes themselves are in
+//! the receive [`super::ring::RingBuffer`].
 use super::seq::SeqNumber;
 use crate::wire::tcp::SackRanges;
 
@@ -23,8 +23,17 @@ struct Range {
     stamp: u32,
 }
 
+/// The out-of-order state of one connection. Nothing at all (one word) while every byte
+/// arrived in order, which is most connections all their lives: the state is boxed when
+/// the first out-of-order segment or duplicate arrives and dropped when the last gap is
+/// filled and the last D-SACK reported.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Assembler {
+    held: Option<Box<Held>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Held {
     /// Sorted, disjoint, non-adjacent `[start, end)` ranges, all beyond RCV.NXT.
     ranges: Vec<Range>,
     /// Out-of-order arrivals so far (the stamp of the next one).
@@ -47,22 +56,51 @@ pub struct AssemblerRecord {
     pub dsack: (SeqNumber, SeqNumber),
 }
 
+const NO_DSACK: (SeqNumber, SeqNumber) = (SeqNumber(0), SeqNumber(0));
+
+impl Held {
+    fn has_dsack(&self) -> bool {
+        self.dsack.0.lt(self.dsack.1)
+    }
+}
+
 impl Assembler {
-    /// Bytes of heap the held ranges take.
+    /// Bytes of heap the out-of-order state takes.
     pub fn heap_bytes(&self) -> usize {
-        self.ranges.capacity() * core::mem::size_of::<Range>()
+        self.held.as_ref().map_or(0, |h| {
+            core::mem::size_of::<Held>() + h.ranges.capacity() * core::mem::size_of::<Range>()
+        })
+    }
+
+    /// The state, boxed first if there is none.
+    fn held_mut(&mut self) -> &mut Held {
+        self.held.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the state once it holds nothing (no range, no D-SACK to report).
+    fn release_if_idle(&mut self) {
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.ranges.is_empty() && !h.has_dsack())
+        {
+            self.held = None;
+        }
+    }
+
+    fn range_list(&self) -> &[Range] {
+        self.held.as_ref().map_or(&[], |h| &h.ranges)
     }
 
     pub fn to_record(&self) -> AssemblerRecord {
+        let Some(h) = self.held.as_ref() else {
+            return AssemblerRecord::default();
+        };
         AssemblerRecord {
-            ranges: self
-                .ranges
-                .iter()
-                .map(|r| (r.start, r.end, r.stamp))
-                .collect(),
-            arrivals: self.arrivals,
-            latest: self.latest,
-            dsack: self.dsack,
+            ranges: h.ranges.iter().map(|r| (r.start, r.end, r.stamp)).collect(),
+            arrivals: h.arrivals,
+            latest: h.latest,
+            dsack: h.dsack,
         }
     }
 
@@ -79,35 +117,39 @@ impl Assembler {
             }
             prev = Some(end);
         }
-        Some(Assembler {
-            ranges: r
-                .ranges
-                .iter()
-                .map(|&(start, end, stamp)| Range { start, end, stamp })
-                .collect(),
-            arrivals: r.arrivals,
-            latest: r.latest,
-            dsack: r.dsack,
-        })
+        let mut a = Assembler {
+            held: Some(Box::new(Held {
+                ranges: r
+                    .ranges
+                    .iter()
+                    .map(|&(start, end, stamp)| Range { start, end, stamp })
+                    .collect(),
+                arrivals: r.arrivals,
+                latest: r.latest,
+                dsack: r.dsack,
+            })),
+        };
+        a.release_if_idle();
+        Some(a)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+        self.range_list().is_empty()
     }
 
     /// The number of ranges held.
     pub fn len(&self) -> usize {
-        self.ranges.len()
+        self.range_list().len()
     }
 
     /// The ranges held, lowest first.
     pub fn ranges(&self) -> impl Iterator<Item = (SeqNumber, SeqNumber)> + '_ {
-        self.ranges.iter().map(|r| (r.start, r.end))
+        self.range_list().iter().map(|r| (r.start, r.end))
     }
 
     /// The end of the furthest range held, if any.
     pub fn highest(&self) -> Option<SeqNumber> {
-        self.ranges.last().map(|r| r.end)
+        self.range_list().last().map(|r| r.end)
     }
 
     /// Records `[start, end)` as held. Returns false (recording nothing) if it would need
@@ -118,42 +160,46 @@ impl Assembler {
         if !start.lt(end) {
             return true;
         }
+        let h = self.held_mut();
         // The first range that ends at or after `start` (adjacent ranges merge).
-        let first = self.ranges.partition_point(|r| r.end.lt(start));
+        let first = h.ranges.partition_point(|r| r.end.lt(start));
         // The ranges from `first` that begin at or before `end` overlap or touch.
         let mut last = first;
-        while last < self.ranges.len() && self.ranges[last].start.le(end) {
+        while last < h.ranges.len() && h.ranges[last].start.le(end) {
             last += 1;
         }
-        let stamp = self.arrivals;
+        let stamp = h.arrivals;
         if last == first {
-            if self.ranges.len() >= MAX_RANGES {
+            if h.ranges.len() >= MAX_RANGES {
                 return false;
             }
-            self.ranges.insert(first, Range { start, end, stamp });
+            h.ranges.insert(first, Range { start, end, stamp });
         } else {
-            let held = self.ranges[first];
+            let held = h.ranges[first];
             if last == first + 1 && held.start.le(start) && end.le(held.end) {
-                self.dsack = (start, end);
+                h.dsack = (start, end);
             }
             let merged = Range {
                 start: held.start.min(start),
-                end: self.ranges[last - 1].end.max(end),
+                end: h.ranges[last - 1].end.max(end),
                 stamp,
             };
-            self.ranges[first] = merged;
-            self.ranges.drain(first + 1..last);
+            h.ranges[first] = merged;
+            h.ranges.drain(first + 1..last);
         }
-        self.arrivals = self.arrivals.wrapping_add(1);
-        self.latest = start;
+        h.arrivals = h.arrivals.wrapping_add(1);
+        h.latest = start;
         true
     }
 
     /// RCV.NXT moved to `rcv_nxt`: removes the ranges it reached and returns the new
     /// RCV.NXT (the end of a range that started at or before it).
     pub fn advance(&mut self, mut rcv_nxt: SeqNumber) -> SeqNumber {
+        let Some(h) = self.held.as_mut() else {
+            return rcv_nxt;
+        };
         let mut drop = 0;
-        for r in &self.ranges {
+        for r in &h.ranges {
             if r.start.le(rcv_nxt) {
                 rcv_nxt = rcv_nxt.max(r.end);
                 drop += 1;
@@ -161,35 +207,41 @@ impl Assembler {
                 break;
             }
         }
-        self.ranges.drain(..drop);
-        if self.ranges.is_empty() {
-            self.ranges = Vec::new();
+        h.ranges.drain(..drop);
+        if h.ranges.is_empty() {
+            h.ranges = Vec::new();
         }
+        self.release_if_idle();
         rcv_nxt
     }
 
     /// Forgets the ranges (and releases their storage).
     pub fn clear(&mut self) {
-        self.ranges = Vec::new();
+        if let Some(h) = self.held.as_mut() {
+            h.ranges = Vec::new();
+        }
+        self.release_if_idle();
     }
 
     /// Reports `[start, end)`, received again below RCV.NXT, in the next ACK's first SACK
     /// block (RFC 2883 §4).
     pub fn set_dsack(&mut self, start: SeqNumber, end: SeqNumber) {
         if start.lt(end) {
-            self.dsack = (start, end);
+            self.held_mut().dsack = (start, end);
         }
     }
 
     /// Takes the pending D-SACK block, if any (it is reported once).
     pub fn take_dsack(&mut self) -> Option<(SeqNumber, SeqNumber)> {
-        let (start, end) = core::mem::replace(&mut self.dsack, (SeqNumber(0), SeqNumber(0)));
+        let h = self.held.as_mut()?;
+        let (start, end) = core::mem::replace(&mut h.dsack, NO_DSACK);
+        self.release_if_idle();
         start.lt(end).then_some((start, end))
     }
 
     /// Whether a D-SACK block waits for the next ACK.
     pub fn has_dsack(&self) -> bool {
-        self.dsack.0.lt(self.dsack.1)
+        self.held.as_ref().is_some_and(|h| h.has_dsack())
     }
 
     /// The SACK blocks to report, after `dsack` if given (RFC 2883 §4): the range holding
@@ -202,32 +254,37 @@ impl Assembler {
             out[0] = Some(d);
             n = 1;
         }
-        let first = self
+        let Some(h) = self.held.as_ref() else {
+            return out;
+        };
+        let first = h
             .ranges
             .iter()
-            .position(|r| self.latest.in_range(r.start, r.end));
+            .position(|r| h.latest.in_range(r.start, r.end));
         if let Some(i) = first {
-            out[n] = Some((self.ranges[i].start, self.ranges[i].end));
+            out[n] = Some((h.ranges[i].start, h.ranges[i].end));
             n += 1;
         }
         // The most recent others: a few passes over the (short) list for the highest
         // stamps, without allocating.
         let mut below = u32::MAX;
         while n < out.len() {
-            let next = self
+            let next = h
                 .ranges
                 .iter()
                 .enumerate()
-                .filter(|&(i, r)| Some(i) != first && self.recency(r) < below)
-                .max_by_key(|&(_, r)| self.recency(r));
+                .filter(|&(i, r)| Some(i) != first && h.recency(r) < below)
+                .max_by_key(|&(_, r)| h.recency(r));
             let Some((_, r)) = next else { break };
-            below = self.recency(r);
+            below = h.recency(r);
             out[n] = Some((r.start, r.end));
             n += 1;
         }
         out
     }
+}
 
+impl Held {
     /// How recently a range was extended: larger is more recent (stamps wrap).
     fn recency(&self, r: &Range) -> u32 {
         u32::MAX - self.arrivals.wrapping_sub(r.stamp)
@@ -261,7 +318,11 @@ mod tests {
     #[test]
     fn holds_many_ranges_on_the_heap_only_while_needed() {
         let mut a = Assembler::default();
-        assert_eq!(a.ranges.capacity(), 0);
+        assert_eq!(a.heap_bytes(), 0);
+        assert_eq!(
+            core::mem::size_of::<Assembler>(),
+            core::mem::size_of::<usize>()
+        );
         // More gaps than the four of a fixed table: nothing is dropped.
         for i in 0..40 {
             assert!(a.add(s(100 * i + 10), s(100 * i + 20)));
@@ -272,7 +333,14 @@ mod tests {
         assert_eq!(a.advance(s(10)), s(120));
         assert_eq!(a.advance(s(3910)), s(3920));
         assert!(a.is_empty());
-        assert_eq!(a.ranges.capacity(), 0);
+        assert_eq!(a.heap_bytes(), 0);
+        assert!(a.held.is_none(), "released once nothing is held");
+        // A duplicate below RCV.NXT boxes the state until it is reported.
+        a.set_dsack(s(1), s(5));
+        assert!(a.has_dsack() && a.heap_bytes() > 0);
+        assert_eq!(a.take_dsack(), Some((s(1), s(5))));
+        assert!(a.held.is_none());
+        assert_eq!(a.to_record(), AssemblerRecord::default());
     }
 
     #[test]

@@ -1040,6 +1040,8 @@ mod tests {
     fn size_of_connection() {
         let size = core::mem::size_of::<Connection>();
         println!("size_of::<Connection>() = {size} bytes");
-        assert!(size <= 512, "Connection grew to {size} bytes");
+        // A core may hold a million: the goal is at most 512 bytes of control state per
+        // idle connection, table and timer included.
+        assert!(size <= 456, "Connection grew to {size} bytes");
     }
 }
