@@ -649,6 +649,9 @@ fn stack_figures<P: engine::port::Port, A: App, S: engine::steer::Steer<P::Frame
     v.extend(stack.migration_counters().iter());
     v.push(("migrations_in_flight", e.migrations_in_flight() as u64));
     v.push(("migrations_lost", e.migrations_lost()));
+    // Addresses of drained peers this core answers ARP for.
+    let announced = stack.iface().adopted_addresses().iter().filter(|a| a.1);
+    v.push(("addresses_taken_over", announced.count() as u64));
     v
 }
 

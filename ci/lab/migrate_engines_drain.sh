@@ -9,7 +9,8 @@
 #  3. Every client gets at least 2 more answers on its same connection, now from B
 #     alone; no client sees an error, a reset or a wrong byte.
 #  4. A new connection to A's address is answered (by B, which answers ARP for it).
-# B stops cleanly with no mbuf leaked.
+# B stops cleanly with no mbuf leaked. DRAIN_CORES=N runs both engines on N cores
+# (migrate_engines_drain_cores.sh: 2): every core of B takes the address over.
 set -uo pipefail
 here=$(dirname "$0")
 source "$here/../lib/lab.sh"
@@ -41,7 +42,7 @@ site="$LAB_DIR/site"
 mkdir -p "$site"
 python3 -c 'import sys; sys.stdout.write("<!doctype html>\n<title>migratory</title>\n" + "<p>" + "x" * 2000 + "\n")' >"$site/index.html"
 A_IP=10.92.0.2 B_IP=10.92.0.5
-cluster_up $A_IP $B_IP --idle interrupt --app http --root "$site" || fail "no cluster"
+cluster_up $A_IP $B_IP --idle interrupt --app http --root "$site" --cores "${DRAIN_CORES:-1}" || fail "no cluster"
 a_mac=$(cluster_mac a) b_mac=$(cluster_mac b)
 echo "engine a $A_IP ($a_mac), engine b $B_IP ($b_mac)"
 
@@ -80,6 +81,10 @@ done
 [ "$(neigh_mac $A_IP)" = "$b_mac" ] ||
   fail "after the drain the client's neighbour entry for $A_IP names $(neigh_mac $A_IP), not B ($b_mac)"
 echo "the client's neighbour entry for $A_IP names B's MAC address"
+# Every core of B answers ARP for A's address (a request may reach any core's queue).
+taken=$(ctl b stats --json | jget "[c.get('addresses_taken_over', 0) for c in v['cores']]")
+[ "$taken" = "[$(python3 -c "print(', '.join(['1'] * ${DRAIN_CORES:-1}))")]" ] ||
+  fail "B's cores took A's address over: $taken, wanted 1 on each of ${DRAIN_CORES:-1}"
 
 # 2. A exits.
 lab_stop_engine a

@@ -176,6 +176,9 @@ pub enum CoreMessage<F> {
         owner: Option<Owner>,
         from: u16,
     },
+    /// An address handed over to this engine by a drained peer: every core takes it and
+    /// answers ARP for it (a request for it may reach any core's queue).
+    Address { ip: Ipv4Addr },
 }
 
 /// How the poll loop reaches the other owners of flows: the cores of its engine (and,

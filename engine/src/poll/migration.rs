@@ -228,6 +228,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                     self.resolve(f, Err(error));
                 }
             }
+            CoreMessage::Address { ip } => self.stack.iface_mut().adopt_address(ip, true),
             CoreMessage::Owner { tuple, owner, from } => {
                 self.stack
                     .apply_owner_update(tuple, owner, Owner::Core(from));
@@ -316,7 +317,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     }
 
     /// Sends a control message, or keeps it to send again.
-    fn send_control(&mut self, to: Owner, msg: CoreMessage<P::Frame>) {
+    pub(super) fn send_control(&mut self, to: Owner, msg: CoreMessage<P::Frame>) {
         if !self.migration.outbox.is_empty() {
             // Keep the order: behind what waits already.
             self.migration.outbox.push_back((to, msg));

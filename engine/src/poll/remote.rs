@@ -310,6 +310,17 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             Message::Drained { addr } => {
                 self.stack.iface_mut().adopt_address(addr, true);
                 self.announce(addr);
+                // The peer's cores each say so on their own link, which may reach only
+                // some of ours: tell every other core too.
+                let this = self.stack.this_core();
+                for k in 0..self.stack.core_count().unwrap_or(1) {
+                    if Some(Owner::Core(k)) != this {
+                        self.send_control(
+                            Owner::Core(k),
+                            crate::steer::CoreMessage::Address { ip: addr },
+                        );
+                    }
+                }
             }
             Message::Hello { .. } | Message::Heartbeat { .. } => {}
         }
