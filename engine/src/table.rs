@@ -370,7 +370,15 @@ impl<V, L, W, R> ConnTable<V, L, W, R> {
     /// order described in the module documentation.
     pub fn lookup(&self, tuple: &FourTuple) -> Lookup<&V, &TimeWaitEntry<W>, &L, &Redirect<R>> {
         // One hash for the three tables keyed by the 4-tuple.
-        let hash = self.key.hash_tuple(tuple);
+        self.lookup_hashed(tuple, self.key.hash_tuple(tuple))
+    }
+
+    /// [`Self::lookup`] for a caller that has the tuple's [`Self::flow_hash`] already.
+    pub fn lookup_hashed(
+        &self,
+        tuple: &FourTuple,
+        hash: u64,
+    ) -> Lookup<&V, &TimeWaitEntry<W>, &L, &Redirect<R>> {
         if let Some((_, value)) = self.connections.find(hash, |(t, _)| t == tuple) {
             return Lookup::Connection(value);
         }

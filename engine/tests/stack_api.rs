@@ -267,3 +267,115 @@ fn running_counts_follow_connections_through_their_lives() {
         assert_counts_match_a_walk(s, "after the timers");
     }
 }
+
+/// Past 16,384 connections the stack looks connections up in its flow cache first (a hint
+/// it checks against the slab). Segments still reach exactly their own connection, also
+/// for connections opened after others closed and their slots (and cache slots) were
+/// reused, and a segment of a closed connection does not reach the connection now in its
+/// slot.
+#[test]
+fn past_the_flow_cache_threshold_segments_reach_their_own_connections() {
+    const OPEN: usize = 17_000;
+    let mut pair = Pair::new(config());
+    pair.server_app = Recorder::new(false, false);
+    pair.client_app = Recorder::new(false, false);
+    for batch in 0..OPEN / 1000 {
+        for _ in 0..1000 {
+            pair.client
+                .connect(pair.now, Pair::server_addr())
+                .expect("connect");
+        }
+        pair.exchange();
+        assert_eq!(pair.server.connection_count(), (batch + 1) * 1000);
+    }
+    // Close a thousand (their slots are freed), then open probes that reuse slots.
+    let now = pair.now;
+    let closing: Vec<ConnId> = pair.client_app.conns[..1000].to_vec();
+    let closed_tuples: Vec<_> = closing
+        .iter()
+        .map(|&c| pair.client.connection(c).expect("open").tuple())
+        .collect();
+    for &c in &closing {
+        Ctx::new(&mut pair.client, now).abort(c).expect("abort");
+    }
+    pair.exchange();
+    assert_eq!(pair.server.connection_count(), OPEN - 1000);
+    let hits_before = pair.server.tcp_counters().flow_cache_hits;
+    let mut probes = Vec::new();
+    for i in 0..4u8 {
+        let (c, s) = pair.connect();
+        // Three segments: the later ones find the connection in the cache.
+        let payload = vec![i + 1; 3000 + usize::from(i)];
+        let now = pair.now;
+        assert_eq!(
+            Ctx::new(&mut pair.client, now).send(c, &payload),
+            Ok(payload.len())
+        );
+        pair.exchange();
+        probes.push((s, payload));
+    }
+    // Stray segments of the closed connections (whose slots, and cached slots, the probes
+    // took): none reaches a probe; each gets the listener's RST.
+    let strays: Vec<Vec<u8>> = closed_tuples
+        .iter()
+        .map(|t| {
+            let repr = engine::wire::tcp::TcpRepr {
+                src_port: t.local.port(),
+                dst_port: t.remote.port(),
+                control: Control::None,
+                seq_number: engine::tcp::SeqNumber(1),
+                ack_number: Some(engine::tcp::SeqNumber(1)),
+                window_len: 1000,
+                payload: b"stray",
+                ..engine::wire::tcp::TcpRepr::default()
+            };
+            segment_frame(t.local, t.remote, &repr)
+        })
+        .collect();
+    let segments_before = pair.server.tcp_counters().segments_in;
+    let mut resets = 0;
+    // In batches: a poll sends at most 256 stateless replies.
+    for batch in strays.chunks(200) {
+        deliver(&mut pair.server, pair.now, batch);
+        let replies = flush(&mut pair.server, &mut pair.server_app, pair.now);
+        resets += replies
+            .iter()
+            .filter_map(|f| seg(f))
+            .filter(|s| s.control == Control::Rst)
+            .count();
+    }
+    assert_eq!(
+        pair.server.tcp_counters().segments_in - segments_before,
+        strays.len() as u64
+    );
+    assert_eq!(resets, strays.len(), "every stray segment is reset");
+    // Data on a connection from the first batch too (its cache slot may be anyone's).
+    let (old_client, old_server) = (pair.client_app.conns[1500], pair.server_app.conns[1500]);
+    let now = pair.now;
+    assert_eq!(
+        Ctx::new(&mut pair.client, now).send(old_client, b"old"),
+        Ok(3)
+    );
+    pair.exchange();
+    probes.push((old_server, b"old".to_vec()));
+    for (s, payload) in probes {
+        let now = pair.now;
+        let mut cx = Ctx::new(&mut pair.server, now);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1024];
+        while let Ok(n @ 1..) = cx.recv(s, &mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(
+            got, payload,
+            "connection {s:?} got its own bytes and nothing else"
+        );
+    }
+    assert!(
+        pair.server.tcp_counters().flow_cache_hits > hits_before,
+        "segments found through the cache"
+    );
+    // The reads above change the buffers: the running counts follow at the next flush.
+    pair.exchange();
+    assert_counts_match_a_walk(&pair.server, "past the cache threshold");
+}

@@ -13,7 +13,7 @@ pub struct MemoryUse {
     /// Connections held (any state; half-open ones live in the listeners).
     pub connections: usize,
     /// Control state: the connection slots (the TCP state and the stack's bookkeeping),
-    /// the table's entries and the timers.
+    /// the table's entries, the flow cache and the timers.
     pub state_bytes: usize,
     /// Send and receive buffers and out-of-order ranges.
     pub buffer_bytes: usize,
@@ -47,6 +47,8 @@ pub struct TcpCounters {
     /// Segments of no connection here to an address held for another engine's moved
     /// connections: dropped, not reset.
     pub segments_to_held_address: u64,
+    /// Segments whose connection the flow cache knew (no table lookup).
+    pub flow_cache_hits: u64,
 }
 
 impl TcpCounters {
@@ -69,6 +71,7 @@ impl TcpCounters {
             sack_retransmits,
             loss_probes,
             segments_to_held_address,
+            flow_cache_hits,
         } = *self;
         [
             ("tcp_segments_in", segments_in),
@@ -88,6 +91,7 @@ impl TcpCounters {
             ("tcp_sack_retransmits", sack_retransmits),
             ("tcp_loss_probes", loss_probes),
             ("tcp_segments_to_held_address", segments_to_held_address),
+            ("tcp_flow_cache_hits", flow_cache_hits),
         ]
         .into_iter()
     }
@@ -190,6 +194,7 @@ impl Stack {
             connections: self.slab.len(),
             state_bytes: self.slab.allocation_bytes()
                 + self.table.connection_bytes()
+                + self.flow_cache.bytes()
                 + self.timers.allocation_bytes(),
             buffer_bytes: self.slab.buffer_bytes(),
             spare_buffer_bytes: crate::tcp::spare_ring_bytes(),
@@ -223,6 +228,6 @@ mod tests {
         assert_eq!(sorted.len(), names.len(), "duplicate names: {names:?}");
         assert!(names.iter().all(|n| n.starts_with("tcp_")));
         assert_eq!(c.iter().next(), Some(("tcp_segments_in", 1)));
-        assert_eq!(c.iter().last(), Some(("tcp_segments_to_held_address", 0)));
+        assert_eq!(c.iter().last(), Some(("tcp_flow_cache_hits", 0)));
     }
 }

@@ -314,6 +314,7 @@ impl Stack {
         // The redirect (if any) gives way to the connection; it is put back if the
         // application refuses.
         let id = self.slab.insert(Entry::new(conn, m.listener_port));
+        self.flow_cache.grown_to(self.slab.len());
         let redirect = match self.table.replace_redirect(tuple, id) {
             Ok(r) => r,
             Err(refused) => {

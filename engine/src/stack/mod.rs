@@ -20,6 +20,7 @@ pub mod app;
 mod counters;
 mod dispatch;
 mod egress;
+mod flow_cache;
 mod migrate;
 mod slab;
 
@@ -142,6 +143,8 @@ pub struct Stack {
     /// Connections, compact TIME-WAIT records (a connection is dropped once it reaches
     /// TIME-WAIT with nothing left for the application) and listeners.
     table: ConnTable<ConnId, u32, TimeWaitRecord, Owner>,
+    /// Recently used connections, in front of the table (on from 16,384 connections).
+    flow_cache: flow_cache::FlowCache,
     /// Connections that went to a TIME-WAIT record since the last dispatch: the
     /// application gets their [`Event::Closed`] there.
     closed_to_time_wait: Vec<ConnId>,
@@ -206,6 +209,7 @@ impl Stack {
             config,
             keys,
             slab: Slab::default(),
+            flow_cache: flow_cache::FlowCache::default(),
             listeners: Vec::new(),
             retired_listeners: ListenerStats::default(),
             listeners_dirty: false,
@@ -357,6 +361,7 @@ impl Stack {
             let entry = self.slab.remove(id).expect("just inserted");
             return Err(Box::new(entry.conn));
         }
+        self.flow_cache.grown_to(self.slab.len());
         self.touch(id);
         Ok(id)
     }
@@ -390,6 +395,14 @@ impl Stack {
         self.tcp.closed += 1;
         self.closed_to_time_wait.push(id);
         true
+    }
+
+    /// The connection of `tuple` if the flow cache knows it: the slab's connection at
+    /// the cached index, if it has that 4-tuple (the slab and the table's connections are
+    /// kept in step, so it is the table's connection of the tuple).
+    fn cached_connection(&self, hash: u64, tuple: &FourTuple) -> Option<ConnId> {
+        let id = self.slab.id_at(self.flow_cache.get(hash)?)?;
+        (self.slab.get(id)?.conn.tuple() == *tuple).then_some(id)
     }
 
     fn remove(&mut self, id: ConnId) {
@@ -509,7 +522,19 @@ impl Stack {
         );
         // Ours if we hold it (a connection may live away from its home core after a
         // move); handed on if it moved away; else its home core decides.
-        let lookup = self.table.lookup(&tuple);
+        let hash = self.table.flow_hash(&tuple);
+        let cached = self.cached_connection(hash, &tuple);
+        if cached.is_some() {
+            self.tcp.flow_cache_hits += 1;
+        }
+        let lookup = match cached.as_ref() {
+            Some(id) => Lookup::Connection(id),
+            None => self.table.lookup_hashed(&tuple, hash),
+        };
+        if let (None, Lookup::Connection(id)) = (cached, &lookup) {
+            let index = id.index() as u32;
+            self.flow_cache.put(hash, index);
+        }
         match lookup {
             Lookup::Redirect(r) => {
                 self.migration.redirected += 1;

@@ -158,6 +158,15 @@ impl Slab {
         ConnId { index, generation }
     }
 
+    /// The id of the entry at slot `index`, if one is there.
+    pub fn id_at(&self, index: u32) -> Option<ConnId> {
+        let e = self.slots.get(index as usize)?.as_ref()?;
+        Some(ConnId {
+            index,
+            generation: e.generation,
+        })
+    }
+
     pub fn get(&self, id: ConnId) -> Option<&Entry> {
         let e = self.slots.get(id.index as usize)?.as_ref()?;
         (e.generation == id.generation).then_some(e)
