@@ -28,16 +28,7 @@ RATE=${RATE:-28M}
 fail() {
   echo "FAIL: $*"
   echo "--- curl: $(cat "$LAB_DIR"/curl*.err 2>/dev/null | tail -3)"
-  for e in a b; do
-    echo "--- engine $e:"
-    python3 "$here/py/ctl_evidence.py" "$MIGRATORY_BIN" "$e-$LAB_ID" 2>&1 | sed 's/^/  /'
-    "$MIGRATORY_BIN" ctl --name "$e-$LAB_ID" stats 2>&1 | grep -i "peer\|channel\|migration" | sed 's/^/  /'
-  done
-  for e in a b; do
-    lab_stop_engine "$e"
-    echo "--- engine $e stopped (exit $LAB_RC); its log:"
-    lab_engine_log "$e" | grep -v "qdisc\|TELEMETRY\|rte flow" | sed 's/^/  /' | tail -30
-  done
+  cluster_report
   exit 1
 }
 ctl() { cluster_ctl "$@"; }

@@ -266,17 +266,14 @@ impl Stack {
         m: Migration,
         app: &mut A,
     ) -> Result<ConnId, (Box<Migration>, MigrateError)> {
-        match self.migrate_in_inner(now, &m, app) {
-            Ok(id) => {
-                self.migration.out = self.migration.out.saturating_sub(1);
-                self.migration.taken_back += 1;
-                Ok(id)
-            }
-            Err(e) => {
-                self.migration.failed(e);
-                Err((Box::new(m), e))
-            }
+        let result = self.migrate_in(now, m, app);
+        if result.is_ok() {
+            let c = &mut self.migration;
+            c.in_ = c.in_.saturating_sub(1);
+            c.out = c.out.saturating_sub(1);
+            c.taken_back += 1;
         }
+        result
     }
 
     /// Installs the connection of `m` here and hands its snapshot to the application
