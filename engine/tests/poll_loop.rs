@@ -151,6 +151,16 @@ fn ping(seq_no: u16) -> VecFrame {
     ipv4_frame(IpProtocol::Icmp, &bytes)
 }
 
+/// The sequence numbers of the echo replies the engine sent, in order.
+fn sent_echo_seqs(engine: &Engine<MemPort>) -> Vec<u16> {
+    engine
+        .port()
+        .sent
+        .iter()
+        .map(|f| parse_echo_reply(f).2)
+        .collect()
+}
+
 fn parse_echo_reply(frame: &VecFrame) -> (EthernetRepr, Ipv4Repr, u16) {
     let data = frame.data();
     let eth = EthernetRepr::parse(&EthernetFrame::new_checked(data).unwrap()).unwrap();
@@ -238,12 +248,7 @@ fn polls_take_a_bounded_number_of_bursts() {
         engine.port().send_calls
     );
     assert_eq!(engine.poll_once(Instant::ZERO), RX_CHUNK / 2);
-    let seqs: Vec<u16> = engine
-        .port()
-        .sent
-        .iter()
-        .map(|f| parse_echo_reply(f).2)
-        .collect();
+    let seqs = sent_echo_seqs(&engine);
     assert_eq!(seqs, (0..queued as u16).collect::<Vec<_>>(), "order kept");
     assert_eq!(engine.counters().tx_packets, queued as u64);
 }
@@ -267,12 +272,7 @@ fn frames_a_full_tx_ring_refuses_are_held_and_sent_first_by_the_next_poll() {
     engine.port_mut().tx_room = usize::MAX;
     engine.port_mut().rx.push_back(ping(9));
     assert_eq!(engine.poll_once(Instant::ZERO), 1);
-    let seqs: Vec<u16> = engine
-        .port()
-        .sent
-        .iter()
-        .map(|f| parse_echo_reply(f).2)
-        .collect();
+    let seqs = sent_echo_seqs(&engine);
     assert_eq!(seqs, vec![0, 1, 2, 3, 4, 9]);
     assert_eq!(engine.tx_held(), 0);
     assert_eq!(engine.counters().tx_packets, 6);
