@@ -22,16 +22,7 @@ CLIENTS=${CLIENTS:-200}
 fail() {
   echo "FAIL: $*"
   [ -f "$LAB_DIR/clients.out" ] && sed 's/^/  clients: /' "$LAB_DIR/clients.out" | head -20
-  for e in a b; do
-    [ -n "${LAB_PID[$e]:-}" ] || continue
-    echo "--- engine $e:"
-    cluster_ctl "$e" stats 2>&1 | grep -i "peer\|channel\|migration\|conn" | sed 's/^/  /'
-  done
-  for e in a b; do
-    lab_stop_engine "$e"
-    echo "--- engine $e stopped (exit $LAB_RC); its log:"
-    lab_engine_log "$e" | grep -v "qdisc\|TELEMETRY\|rte flow" | sed 's/^/  /' | tail -20
-  done
+  cluster_report
   exit 1
 }
 ctl() { cluster_ctl "$@"; }

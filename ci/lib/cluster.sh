@@ -15,8 +15,8 @@
 #   cluster_ctl E ARGS...          `migratory ctl` for engine E (a or b)
 #   cluster_counter E NAME         engine E's counter NAME (0 if it has none)
 #   cluster_mac E                  engine E's MAC address (from its start-up line)
-#   cluster_report                 after a failure: each engine's connections and peer
-#                                  figures, then stops both and shows their logs' tails
+#   cluster_report                 after a failure: each running engine's connections and
+#                                  peer figures, then stops both and shows their logs' tails
 #   jget EXPR                      evaluates EXPR with v = the JSON on stdin; prints it
 #   size_of FILE                   FILE's size in bytes (0 if it does not exist)
 #   wait_size FILE BYTES SECS PID  FILE reaches BYTES within SECS while PID runs
@@ -55,6 +55,7 @@ cluster_mac() {
 cluster_report() {
   local e
   for e in a b; do
+    [ -n "${LAB_PID[$e]:-}" ] || continue
     echo "--- engine $e:"
     python3 "$(dirname "${BASH_SOURCE[0]}")/../lab/py/ctl_evidence.py" "$MIGRATORY_BIN" "$e-$LAB_ID" 2>&1 | sed 's/^/  /'
     "$MIGRATORY_BIN" ctl --name "$e-$LAB_ID" stats 2>&1 | grep -i "peer\|channel\|migration" | sed 's/^/  /'
