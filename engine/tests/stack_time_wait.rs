@@ -84,43 +84,60 @@ fn a_retransmitted_fin_gets_an_ack_and_restarts_2msl() {
 }
 
 #[test]
-fn a_rst_at_rcv_nxt_removes_the_record_others_do_not() {
-    let (mut p, _, local, fin) = client_in_time_wait();
-    let fin = seg(&fin).expect("FIN");
+fn no_rst_removes_the_record() {
+    // RFC 1337 F1. The case met in practice: a stale segment of the peer's (here an old
+    // ACK from before its FIN, as a reordering path delivers it) draws our ACK; the
+    // peer, already closed, answers that with a RST exactly at RCV.NXT.
+    let (mut p, _, local, fin_frame) = client_in_time_wait();
+    let fin = seg(&fin_frame).expect("FIN");
     let server = Pair::server_addr();
-    let rst = |seq: SeqNumber| {
+    let frame = |control: Control, seq: SeqNumber, ack: Option<SeqNumber>| {
         segment_frame(
             server,
             local,
             &TcpRepr {
                 src_port: server.port(),
                 dst_port: local.port(),
-                control: Control::Rst,
+                control,
                 seq_number: seq,
+                ack_number: ack,
+                timestamp: fin.timestamp,
+                window_len: 1000,
                 ..TcpRepr::default()
             },
         )
     };
-    // In the window but not exact: a challenge ACK (RFC 5961 §3.2), the record stays.
-    deliver(&mut p.client, p.now, &[rst(fin.end() + 100)]);
+    let before = p.client.tcp_counters().time_wait_rsts_ignored;
+    deliver(
+        &mut p.client,
+        p.now,
+        &[frame(Control::None, fin.seq - 1, fin.ack)],
+    );
     let out = flush(&mut p.client, &mut p.client_app, p.now);
-    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out.len(),
+        1,
+        "a stale segment gets an ACK (RFC 9293 §3.10.7.4)"
+    );
     assert!(seg(&out[0]).expect("ACK").is_bare_ack());
-    assert_eq!(p.client.time_wait_count(), 1);
-    // Out of the window: ignored.
-    deliver(&mut p.client, p.now, &[rst(fin.seq - 1000)]);
-    assert!(flush(&mut p.client, &mut p.client_app, p.now).is_empty());
-    assert_eq!(p.client.time_wait_count(), 1);
-    // Exact: removed, and the 4-tuple is unknown from then on.
-    deliver(&mut p.client, p.now, &[rst(fin.end())]);
-    assert!(flush(&mut p.client, &mut p.client_app, p.now).is_empty());
-    assert_eq!(p.client.time_wait_count(), 0);
-    assert_eq!(p.client.poll_timeout(), None, "no expiry left to wait for");
-    let (_, late) = p.last(false, |s| s.control == Control::Fin).expect("FIN");
-    deliver(&mut p.client, p.now, &[late]);
+    for (seq, what) in [
+        (fin.end(), "at RCV.NXT"),
+        (fin.end() + 100, "in the window"),
+        (fin.seq - 1000, "before the window"),
+    ] {
+        deliver(&mut p.client, p.now, &[frame(Control::Rst, seq, None)]);
+        assert!(
+            flush(&mut p.client, &mut p.client_app, p.now).is_empty(),
+            "{what}: no answer (a challenge ACK would draw another RST)"
+        );
+        assert_eq!(p.client.time_wait_count(), 1, "{what}: the record stays");
+    }
+    assert_eq!(p.client.tcp_counters().time_wait_rsts_ignored, before + 3);
+    // Still guarding the 4-tuple: the peer's FIN, retransmitted, is acknowledged.
+    deliver(&mut p.client, p.now, &[fin_frame]);
     let out = flush(&mut p.client, &mut p.client_app, p.now);
     assert_eq!(out.len(), 1);
-    assert_eq!(seg(&out[0]).expect("RST").control, Control::Rst);
+    assert_eq!(seg(&out[0]).expect("ACK").ack, Some(fin.end()));
 }
 
 #[test]

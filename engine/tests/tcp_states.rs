@@ -583,6 +583,14 @@ fn active_close_fin_wait_1_2_time_wait_closed() {
     conn.handle_segment(later, &again);
     assert_eq!(drain(&mut conn, later).len(), 1);
     assert_eq!(conn.poll_timeout(), Some(later + Duration::from_secs(30)));
+    // RFC 1337 F1: no RST ends TIME-WAIT early, not even one exactly at RCV.NXT; none
+    // is answered.
+    for seq in [conn.rcv_nxt(), conn.rcv_nxt() + 10, conn.rcv_nxt() - 100] {
+        let rst = peer.seg_at(Control::Rst, seq, None, b"");
+        assert_eq!(conn.handle_segment(later, &rst), Disposition::TimeWaitRst);
+        assert_eq!(conn.state(), State::TimeWait);
+        assert!(drain(&mut conn, later).is_empty());
+    }
     conn.handle_timeout(later + Duration::from_secs(30));
     assert_eq!(conn.state(), State::Closed);
     assert!(conn.take_events().contains(Events::CLOSED));

@@ -49,6 +49,8 @@ pub struct TcpCounters {
     pub segments_to_held_address: u64,
     /// Segments whose connection the flow cache knew (no table lookup).
     pub flow_cache_hits: u64,
+    /// RSTs to connections in TIME-WAIT (whole or as records), ignored (RFC 1337).
+    pub time_wait_rsts_ignored: u64,
 }
 
 impl TcpCounters {
@@ -72,6 +74,7 @@ impl TcpCounters {
             loss_probes,
             segments_to_held_address,
             flow_cache_hits,
+            time_wait_rsts_ignored,
         } = *self;
         [
             ("tcp_segments_in", segments_in),
@@ -92,6 +95,7 @@ impl TcpCounters {
             ("tcp_loss_probes", loss_probes),
             ("tcp_segments_to_held_address", segments_to_held_address),
             ("tcp_flow_cache_hits", flow_cache_hits),
+            ("tcp_time_wait_rsts_ignored", time_wait_rsts_ignored),
         ]
         .into_iter()
     }
@@ -228,6 +232,6 @@ mod tests {
         assert_eq!(sorted.len(), names.len(), "duplicate names: {names:?}");
         assert!(names.iter().all(|n| n.starts_with("tcp_")));
         assert_eq!(c.iter().next(), Some(("tcp_segments_in", 1)));
-        assert_eq!(c.iter().last(), Some(("tcp_flow_cache_hits", 0)));
+        assert_eq!(c.iter().last(), Some(("tcp_time_wait_rsts_ignored", 0)));
     }
 }

@@ -35,8 +35,8 @@ use crate::stats::{Counters, DropReason};
 use crate::steer::FlowSteer;
 use crate::table::{ConnTable, FlowHashKey, Lookup, TableLimits};
 use crate::tcp::{
-    reset_for, Connection, IsnGenerator, Listener, ListenerConfig, ListenerStats, SipKey,
-    TcpConfig, TcpError, TimeWaitRecord, TimeWaitVerdict,
+    reset_for, Connection, Disposition, IsnGenerator, Listener, ListenerConfig, ListenerStats,
+    SipKey, TcpConfig, TcpError, TimeWaitRecord, TimeWaitVerdict,
 };
 use crate::time::{Duration, Instant};
 use crate::timer::TimerWheel;
@@ -566,7 +566,9 @@ impl Stack {
             Lookup::Redirect(_) => {}
             Lookup::Connection(&id) => {
                 if let Some(e) = self.entry_mut(id) {
-                    e.conn.handle_segment(now, &repr);
+                    if e.conn.handle_segment(now, &repr) == Disposition::TimeWaitRst {
+                        self.tcp.time_wait_rsts_ignored += 1;
+                    }
                 }
                 self.touch(id);
             }
@@ -585,10 +587,7 @@ impl Stack {
                         let ack = record.ack(now, tuple.local.port(), tuple.remote.port());
                         self.queue_reply((tuple, ack));
                     }
-                    TimeWaitVerdict::Close => {
-                        self.table.remove_time_wait(&tuple);
-                        self.note_released(tuple);
-                    }
+                    TimeWaitVerdict::RstIgnored => self.tcp.time_wait_rsts_ignored += 1,
                     TimeWaitVerdict::Reopen => {
                         // RFC 6191: a new incarnation; the listener takes the SYN.
                         self.table.remove_time_wait(&tuple);

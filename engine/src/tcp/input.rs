@@ -30,6 +30,8 @@ pub enum Disposition {
     Paws,
     /// A RST that was not exactly at RCV.NXT: challenge ACK (RFC 5961 §3.2), or ignored.
     RstIgnored,
+    /// A RST in TIME-WAIT, ignored (RFC 1337 §3, fix F1; see [`super::TimeWaitRecord`]).
+    TimeWaitRst,
     /// A SYN in a synchronized state: challenge ACK (RFC 5961 §4.2).
     SynChallenged,
     /// An ACK outside [SND.UNA - MAX.SND.WND, SND.NXT] (RFC 5961 §5.2), or no ACK bit.
@@ -220,6 +222,12 @@ impl Connection {
         {
             self.snd_nxt = self.iss;
             return Disposition::Accepted;
+        }
+
+        // RFC 1337 F1: TIME-WAIT outlasts old duplicates; no RST cuts it short (the rules
+        // of the compact record that follows, crate::tcp::time_wait).
+        if self.state == State::TimeWait && seg.control == Control::Rst {
+            return Disposition::TimeWaitRst;
         }
 
         // RFC 7323 §5.3 R1 (PAWS) and §3.2 (segments without TSopt), before the sequence

@@ -13,14 +13,20 @@
 //!    without timestamps a sequence number beyond RCV.NXT; RFC 1122 §4.2.2.13) reopens
 //!    the 4-tuple: the record goes and the listener sees the SYN. Any other SYN gets a
 //!    challenge ACK (RFC 5961 §4.2).
-//! 2. PAWS (RFC 7323 §5.3): with timestamps in use, a segment (not a RST) without one is
-//!    dropped and one with an older TSval gets an ACK and is dropped.
-//! 3. Outside the receive window: a retransmission of the peer's FIN is acknowledged and
-//!    restarts the 2·MSL timer (§3.10.7.4); a RST is ignored; anything else gets an ACK.
-//! 4. In the window: a RST exactly at RCV.NXT removes the record (RFC 9293 second check,
-//!    RFC 5961 §3.2), another RST gets a challenge ACK; a segment without ACK is dropped;
-//!    a bare acceptable ACK is dropped silently (answering it would let two TIME-WAIT ends
-//!    of a simultaneous close ACK each other for ever); data or a FIN gets an ACK.
+//! 2. RSTs are ignored, wherever they fall (RFC 1337 §3, fix F1): TIME-WAIT is there to
+//!    outlast old duplicates, and a RST must not cut it short. RFC 9293's second check
+//!    would remove the record on a RST at RCV.NXT (Linux does, unless `tcp_rfc1337` is
+//!    set; the BSDs ignore them). That RST is what a peer that already closed sends to
+//!    any stray segment of ours, such as the ACK an old duplicate of its own draws (rule
+//!    4): with the record gone, the 4-tuple could be reopened while old segments are
+//!    still about.
+//! 3. PAWS (RFC 7323 §5.3): with timestamps in use, a segment without one is dropped and
+//!    one with an older TSval gets an ACK and is dropped.
+//! 4. Outside the receive window: a retransmission of the peer's FIN is acknowledged and
+//!    restarts the 2·MSL timer (§3.10.7.4); anything else gets an ACK.
+//! 5. In the window: a segment without ACK is dropped; a bare acceptable ACK is dropped
+//!    silently (answering it would let two TIME-WAIT ends of a simultaneous close ACK each
+//!    other for ever); data or a FIN gets an ACK.
 //!
 //! Challenge ACKs are not rate-limited per record (the record has no room for it); the
 //! stack bounds its stateless replies per poll.
@@ -51,8 +57,8 @@ pub enum TimeWaitVerdict {
     /// Send [`TimeWaitRecord::ack`]; with `restart`, the 2·MSL timer starts again (a
     /// retransmitted FIN).
     Ack { restart: bool },
-    /// A RST at RCV.NXT: remove the record.
-    Close,
+    /// A RST: ignored (RFC 1337), counted by the owner.
+    RstIgnored,
     /// An acceptable new SYN (RFC 6191): remove the record and give the SYN to the
     /// listener.
     Reopen,
@@ -90,15 +96,19 @@ impl TimeWaitRecord {
                 ACK
             };
         }
-        // 2. PAWS.
-        if let (Some(recent), true) = (self.ts_recent, seg.control != Control::Rst) {
+        // 2. RSTs (RFC 1337 F1).
+        if seg.control == Control::Rst {
+            return TimeWaitVerdict::RstIgnored;
+        }
+        // 3. PAWS.
+        if let Some(recent) = self.ts_recent {
             match seg.timestamp {
                 None => return TimeWaitVerdict::Drop,
                 Some((tsval, _)) if (tsval.wrapping_sub(recent) as i32) < 0 => return ACK,
                 Some(_) => {}
             }
         }
-        // 3. The sequence number (RFC 9293 §3.10.7.4, first check).
+        // 4. The sequence number (RFC 9293 §3.10.7.4, first check).
         let seq = seg.seq_number;
         let len = seg.segment_len();
         let wnd = self.window();
@@ -116,16 +126,11 @@ impl TimeWaitRecord {
                 self.update_ts_recent(seg);
                 return TimeWaitVerdict::Ack { restart: true };
             }
-            return if seg.control == Control::Rst {
-                TimeWaitVerdict::Drop
-            } else {
-                ACK
-            };
+            return ACK;
         }
-        // 4. In the window.
+        // 5. In the window.
         match seg.control {
-            Control::Rst if seq == self.rcv_nxt => TimeWaitVerdict::Close,
-            Control::Rst | Control::Syn => ACK,
+            Control::Syn => ACK,
             _ if seg.ack_number.is_none() => TimeWaitVerdict::Drop,
             Control::None if seg.payload.is_empty() => TimeWaitVerdict::Drop,
             _ => ACK,
@@ -203,22 +208,24 @@ mod tests {
     }
 
     #[test]
-    fn rst_at_rcv_nxt_closes_others_do_not() {
-        let mut r = record(None);
-        assert_eq!(
-            r.handle_segment(&seg(Control::Rst, 9_000, None, None)),
-            TimeWaitVerdict::Close
-        );
-        assert_eq!(r.handle_segment(&seg(Control::Rst, 9_001, None, None)), ACK);
-        assert_eq!(
-            r.handle_segment(&seg(Control::Rst, 8_000, None, None)),
-            TimeWaitVerdict::Drop
-        );
-        assert_eq!(
-            r.handle_segment(&seg(Control::Rst, 9_000 + 4_000, None, None)),
-            TimeWaitVerdict::Drop,
-            "beyond the window (1000 << 2)"
-        );
+    fn rsts_are_ignored_wherever_they_fall() {
+        for ts in [None, Some(100)] {
+            let mut r = record(ts);
+            let before = r;
+            for (seq, what) in [
+                (9_000, "at RCV.NXT"),
+                (9_001, "in the window"),
+                (8_000, "before the window"),
+                (9_000 + 4_000, "beyond the window (1000 << 2)"),
+            ] {
+                assert_eq!(
+                    r.handle_segment(&seg(Control::Rst, seq, None, None)),
+                    TimeWaitVerdict::RstIgnored,
+                    "{what}, timestamps {ts:?}"
+                );
+                assert_eq!(r, before, "{what}: a RST changes nothing");
+            }
+        }
     }
 
     #[test]
