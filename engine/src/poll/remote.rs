@@ -52,6 +52,8 @@ pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// How long a destination drops the frames its peer forwards of a connection it refused
 /// (see [`RemoteState::refused`]).
 const REFUSED_LINGER: Duration = Duration::from_secs(2);
+/// How often the moves in flight are checked for timeouts.
+const CHECK_MOVES_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug)]
 enum Phase {
@@ -81,7 +83,12 @@ struct PeerMove {
 /// The poll loop's state for moves between engines.
 #[derive(Debug, Default)]
 pub(super) struct RemoteState {
-    moves: Vec<PeerMove>,
+    /// Moves in flight, by ticket (unique on this core).
+    moves: HashMap<u64, PeerMove>,
+    /// When `check_moves` next looks for timeouts (they are seconds long: a scan every
+    /// [`CHECK_MOVES_EVERY`] is enough, and a poll with 1,000 moves in flight does not
+    /// pay for a scan of them all).
+    next_check: Option<Instant>,
     /// Flows this core moved to a peer and forwards late frames of: their 4-tuple and
     /// the peer.
     forwarded: HashMap<FlowId, (FourTuple, u16)>,
@@ -187,16 +194,19 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         ) {
             return Err(MigrateError::PeerUnavailable);
         }
-        self.remote.moves.push(PeerMove {
-            ticket,
-            flow,
-            peer,
-            link,
-            started: now,
-            orphaned: None,
-            request,
-            phase: Phase::Preparing,
-        });
+        self.remote.moves.insert(
+            ticket.0,
+            PeerMove {
+                ticket,
+                flow,
+                peer,
+                link,
+                started: now,
+                orphaned: None,
+                request,
+                phase: Phase::Preparing,
+            },
+        );
         Ok(ticket)
     }
 
@@ -223,7 +233,8 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             }
             acted = true;
         }
-        if !self.remote.moves.is_empty() {
+        if !self.remote.moves.is_empty() && self.remote.next_check.is_none_or(|t| now >= t) {
+            self.remote.next_check = Some(now + CHECK_MOVES_EVERY);
             self.check_moves(now);
         }
         if self.remote.next_sweep.is_none_or(|t| now >= t) {
@@ -238,12 +249,10 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
     }
 
     fn take_move(&mut self, ticket: u64, link: LinkId) -> Option<PeerMove> {
-        let i = self
-            .remote
-            .moves
-            .iter()
-            .position(|m| m.ticket.0 == ticket && m.link == link)?;
-        Some(self.remote.moves.swap_remove(i))
+        if self.remote.moves.get(&ticket)?.link != link {
+            return None;
+        }
+        self.remote.moves.remove(&ticket)
     }
 
     fn handle_peer_message(&mut self, now: Instant, m: Incoming) {
@@ -277,7 +286,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
                 };
                 let Phase::Sent { copy, frozen_at } = mv.phase else {
                     self.count_stale();
-                    self.remote.moves.push(mv);
+                    self.remote.moves.insert(mv.ticket.0, mv);
                     return;
                 };
                 let latency = self.stamp(now).saturating_duration_since(frozen_at);
@@ -340,7 +349,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
         };
         if !matches!(mv.phase, Phase::Preparing) {
             self.count_stale();
-            self.remote.moves.push(mv);
+            self.remote.moves.insert(mv.ticket.0, mv);
             return;
         }
         let gone = |e: &mut Self, mv: PeerMove, error: MigrateError| {
@@ -384,7 +393,7 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
             };
             return gone(self, mv, error);
         }
-        self.remote.moves.push(mv);
+        self.remote.moves.insert(mv.ticket.0, mv);
     }
 
     /// The destination's side of a record: adopt, or refuse (the origin takes it back).
@@ -491,24 +500,26 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
 
     /// Timeouts of moves in flight.
     fn check_moves(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.remote.moves.len() {
-            let mv = &mut self.remote.moves[i];
+        let mut expired = Vec::new();
+        for mv in self.remote.moves.values_mut() {
             let link_up = self.peers.as_ref().is_some_and(|p| p.has_link(mv.link));
             if !link_up && mv.orphaned.is_none() {
                 mv.orphaned = Some(now);
             }
-            let expired = match mv.phase {
+            let over = match mv.phase {
                 Phase::Preparing => now.saturating_duration_since(mv.started) > PREPARE_TIMEOUT,
                 Phase::Sent { .. } => mv
                     .orphaned
                     .is_some_and(|t| now.saturating_duration_since(t) > LIMBO),
             };
-            if !expired {
-                i += 1;
-                continue;
+            if over {
+                expired.push(mv.ticket.0);
             }
-            let mv = self.remote.moves.swap_remove(i);
+        }
+        for ticket in expired {
+            let Some(mv) = self.remote.moves.remove(&ticket) else {
+                continue;
+            };
             match mv.phase {
                 Phase::Preparing => {
                     let (ticket, link) = (mv.ticket.0, mv.link);
@@ -540,13 +551,17 @@ impl<P: Port, A: App, S: Steer<P::Frame>> Engine<P, A, S> {
 
     /// `peer` went down: every move to it ends here, the connection serving here.
     fn peer_lost(&mut self, now: Instant, peer: u16) {
-        let mut i = 0;
-        while i < self.remote.moves.len() {
-            if self.remote.moves[i].peer != peer {
-                i += 1;
+        let lost: Vec<u64> = self
+            .remote
+            .moves
+            .values()
+            .filter(|m| m.peer == peer)
+            .map(|m| m.ticket.0)
+            .collect();
+        for ticket in lost {
+            let Some(mv) = self.remote.moves.remove(&ticket) else {
                 continue;
-            }
-            let mv = self.remote.moves.swap_remove(i);
+            };
             if matches!(mv.phase, Phase::Sent { .. }) {
                 self.remote.taken_back_peer_lost += 1;
             }
