@@ -3,50 +3,90 @@
 //! The protocol code never reads a clock: the driver (the poll loop, or the simulator's
 //! virtual clock) passes `now` in. Instants are plain integers so that state holding them
 //! is `Copy`, `Send` and can be captured and moved between cores and hosts.
+use core::num::NonZeroU64;
 use core::ops::{Add, AddAssign, Sub};
 pub use core::time::Duration;
 
-/// A point on the engine's monotonic clock, in nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Instant(u64);
+/// A point on the engine's monotonic clock, in nanoseconds, up to [`Instant::MAX`] (the
+/// clock's end, about 584 years after its origin, where arithmetic saturates).
+///
+/// Stored as the complement of the nanoseconds in a `NonZeroU64`, so that the one value
+/// it never takes (`u64::MAX` nanoseconds) is a niche: `Option<Instant>` takes 8 bytes,
+/// not 16. A connection holds several optional instants, and a core a million
+/// connections.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Instant(NonZeroU64);
 
 impl Instant {
     /// The clock's origin.
-    pub const ZERO: Instant = Instant(0);
+    pub const ZERO: Instant = Instant::from_nanos(0);
+    /// The clock's end: `u64::MAX - 1` nanoseconds.
+    pub const MAX: Instant = Instant::from_nanos(u64::MAX - 1);
 
+    /// `ns` nanoseconds after the origin, or [`Instant::MAX`] if that is later.
     pub const fn from_nanos(ns: u64) -> Instant {
-        Instant(ns)
+        let ns = if ns == u64::MAX { u64::MAX - 1 } else { ns };
+        match NonZeroU64::new(!ns) {
+            Some(v) => Instant(v),
+            None => unreachable!(),
+        }
     }
     pub const fn from_micros(us: u64) -> Instant {
-        Instant(us * 1_000)
+        Instant::from_nanos(us.saturating_mul(1_000))
     }
     pub const fn from_millis(ms: u64) -> Instant {
-        Instant(ms * 1_000_000)
+        Instant::from_nanos(ms.saturating_mul(1_000_000))
     }
     pub const fn as_nanos(self) -> u64 {
-        self.0
+        !self.0.get()
     }
     pub const fn as_micros(self) -> u64 {
-        self.0 / 1_000
+        self.as_nanos() / 1_000
     }
     pub const fn as_millis(self) -> u64 {
-        self.0 / 1_000_000
+        self.as_nanos() / 1_000_000
     }
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+        Duration::from_nanos(self.as_nanos().saturating_sub(earlier.as_nanos()))
     }
     /// `self - base` in signed nanoseconds (negative: before `base`), saturating. How
     /// state that crosses to another clock stores its instants (see [`Instant::rebase`]).
     pub fn offset_from(self, base: Instant) -> i64 {
-        let d = i128::from(self.0) - i128::from(base.0);
+        let d = i128::from(self.as_nanos()) - i128::from(base.as_nanos());
         d.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
     /// `base + offset` (as from [`Instant::offset_from`]), saturating at the clock's
     /// origin and end.
     pub fn rebase(base: Instant, offset: i64) -> Instant {
-        let t = i128::from(base.0) + i128::from(offset);
-        Instant(t.clamp(0, i128::from(u64::MAX)) as u64)
+        let t = i128::from(base.as_nanos()) + i128::from(offset);
+        Instant::from_nanos(t.clamp(0, i128::from(u64::MAX)) as u64)
+    }
+}
+
+impl Default for Instant {
+    /// The origin.
+    fn default() -> Instant {
+        Instant::ZERO
+    }
+}
+
+impl core::fmt::Debug for Instant {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("Instant").field(&self.as_nanos()).finish()
+    }
+}
+
+impl PartialOrd for Instant {
+    fn partial_cmp(&self, other: &Instant) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Instant {
+    /// Earlier is less (the stored complements compare the other way round).
+    fn cmp(&self, other: &Instant) -> core::cmp::Ordering {
+        other.0.cmp(&self.0)
     }
 }
 
@@ -57,7 +97,7 @@ fn nanos(d: Duration) -> u64 {
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_add(nanos(d)))
+        Instant::from_nanos(self.as_nanos().saturating_add(nanos(d)))
     }
 }
 
@@ -70,7 +110,7 @@ impl AddAssign<Duration> for Instant {
 impl Sub<Duration> for Instant {
     type Output = Instant;
     fn sub(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_sub(nanos(d)))
+        Instant::from_nanos(self.as_nanos().saturating_sub(nanos(d)))
     }
 }
 
@@ -113,7 +153,7 @@ impl Default for MonotonicClock {
 
 impl Clock for MonotonicClock {
     fn now(&self) -> Instant {
-        Instant(nanos(MONOTONIC_START).saturating_add(nanos(self.origin.elapsed())))
+        Instant::from_nanos(nanos(MONOTONIC_START).saturating_add(nanos(self.origin.elapsed())))
     }
 }
 
@@ -143,6 +183,26 @@ mod tests {
             Instant::rebase(Instant::from_nanos(u64::MAX), i64::MAX),
             Instant::from_nanos(u64::MAX)
         );
+    }
+
+    #[test]
+    fn an_optional_instant_takes_8_bytes_and_order_is_time_order() {
+        assert_eq!(core::mem::size_of::<Option<Instant>>(), 8);
+        let (a, b) = (Instant::from_nanos(1), Instant::from_nanos(2));
+        assert!(a < b && Instant::ZERO < a && b < Instant::MAX);
+        assert_eq!(
+            [b, Instant::MAX, a, Instant::ZERO].iter().min(),
+            Some(&Instant::ZERO)
+        );
+        assert_eq!(
+            Instant::from_nanos(u64::MAX),
+            Instant::MAX,
+            "the end saturates"
+        );
+        assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
+        assert_eq!(Instant::MAX.as_nanos(), u64::MAX - 1);
+        assert_eq!(Instant::default(), Instant::ZERO);
+        assert_eq!(format!("{:?}", Instant::from_nanos(7)), "Instant(7)");
     }
 
     #[test]

@@ -242,11 +242,14 @@ impl Slab {
         self.buffer_bytes
     }
 
-    /// Bytes allocated for the slots (held or free) and the free list.
+    /// Bytes allocated for the slots (held or free) and the free list, and the boxed
+    /// statistics: a connection boxes its own once it counts something, and its entry
+    /// boxes the copy it is counted under then too (so two boxes per entry that has one,
+    /// as last counted).
     pub fn allocation_bytes(&self) -> usize {
         self.slots.capacity() * core::mem::size_of::<Slot>()
             + self.free.capacity() * core::mem::size_of::<(u32, u32)>()
-            + self.boxed_stats * core::mem::size_of::<ConnectionStats>()
+            + self.boxed_stats * 2 * core::mem::size_of::<ConnectionStats>()
     }
 
     /// Entries held.

@@ -157,6 +157,49 @@ fn ms_duration(ms: u32) -> Duration {
     Duration::from_millis(u64::from(ms))
 }
 
+/// How many distinct [`Params`] sets the process holds before it refuses more from
+/// peers' records (each takes 40 bytes for the life of the process).
+pub const MAX_PEER_PARAMS: usize = 4096;
+
+mod interned {
+    use super::Params;
+    use std::cell::Cell;
+    use std::sync::Mutex;
+
+    /// Every set interned so far. Taken only when a thread's cache misses.
+    static ALL: Mutex<Vec<&'static Params>> = Mutex::new(Vec::new());
+
+    thread_local! {
+        /// The sets this thread used last, most recent first: nearly every lookup ends
+        /// here, with no lock.
+        static RECENT: Cell<[Option<&'static Params>; 4]> = const { Cell::new([None; 4]) };
+    }
+
+    /// The shared copy of `p`, interning it if the process holds fewer than `limit` sets.
+    pub(super) fn get(p: Params, limit: usize) -> Option<&'static Params> {
+        let mut recent = RECENT.get();
+        if let Some(&hit) = recent.iter().flatten().find(|q| ***q == p) {
+            return Some(hit);
+        }
+        let found = {
+            let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
+            match all.iter().find(|q| ***q == p) {
+                Some(&q) => q,
+                None if all.len() >= limit => return None,
+                None => {
+                    let q: &'static Params = Box::leak(Box::new(p));
+                    all.push(q);
+                    q
+                }
+            }
+        };
+        recent.rotate_right(1);
+        recent[0] = Some(found);
+        RECENT.set(recent);
+        Some(found)
+    }
+}
+
 /// The per-connection copy of the configuration, compact (0 = off; short times in µs,
 /// long ones in ms). It travels with a migrated connection, so that the connection keeps
 /// behaving as it was set up (its window never shrinks because the destination was
@@ -200,6 +243,21 @@ impl Params {
             max_orphan_persist_probes: config.max_orphan_persist_probes,
             nagle: config.nagle,
         }
+    }
+
+    /// The process's shared copy of these parameters. Connections point at it instead of
+    /// each holding 40 bytes: the connections of a core almost all share their
+    /// configuration's parameters (a few differ by Nagle, or came with a migration).
+    /// Copies are never freed; what a peer can add is bounded ([`Params::intern_from_peer`]).
+    pub fn intern(self) -> &'static Params {
+        interned::get(self, usize::MAX).expect("no limit")
+    }
+
+    /// [`Params::intern`] for parameters that came in a peer's record: `None` once
+    /// [`MAX_PEER_PARAMS`] distinct sets are held, so that records cannot grow the set
+    /// without bound (the record is refused; the connection stays with its origin).
+    pub fn intern_from_peer(self) -> Option<&'static Params> {
+        interned::get(self, MAX_PEER_PARAMS)
     }
 
     pub fn delayed_ack(&self) -> Option<Duration> {

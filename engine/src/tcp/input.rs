@@ -79,7 +79,8 @@ impl Connection {
             _ => self.synchronized_segment(now, seg),
         };
         if !matches!(disposition, Disposition::Accepted | Disposition::Reset) {
-            self.stats.dropped = self.stats.dropped.saturating_add(1);
+            let n = &mut self.stats_mut().dropped;
+            *n = n.saturating_add(1);
         }
         self.update_persist(now);
         disposition
@@ -741,7 +742,8 @@ impl Connection {
         mss: u32,
     ) {
         if let Some((left, right)) = info.dsack {
-            self.stats.dsacks_received = self.stats.dsacks_received.saturating_add(1);
+            let n = &mut self.stats_mut().dsacks_received;
+            *n = n.saturating_add(1);
             if let Some((cwnd, ssthresh)) = self.scoreboard.on_dsack(left, right) {
                 self.undo_reduction(cwnd, ssthresh);
             }
@@ -794,7 +796,8 @@ impl Connection {
         self.flags
             .clear(Flags::IN_RECOVERY | Flags::LOSS_RECOVERY | Flags::REXMIT_HEAD);
         self.dupacks = 0;
-        self.stats.spurious_undos = self.stats.spurious_undos.saturating_add(1);
+        let n = &mut self.stats_mut().spurious_undos;
+        *n = n.saturating_add(1);
     }
 
     /// The loss-detection timer after an ACK or a transmission: the RACK reordering timer
@@ -860,7 +863,8 @@ impl Connection {
         if self.flags.take(Flags::PTO_ARMED) {
             if self.probe_timeout().is_some() {
                 self.flags.set(Flags::TLP_NOW);
-                self.stats.loss_probes = self.stats.loss_probes.saturating_add(1);
+                let n = &mut self.stats_mut().loss_probes;
+                *n = n.saturating_add(1);
                 // §7.3: after a probe, the RTO is the last resort again, a full RTO
                 // from now.
                 self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
@@ -898,7 +902,8 @@ impl Connection {
             // NewReno: cwnd = ssthresh + 3*SMSS (the three segments that left the network).
             self.cc.set_cwnd(self.cc.ssthresh().saturating_add(3 * mss));
         }
-        self.stats.fast_recoveries = self.stats.fast_recoveries.saturating_add(1);
+        let n = &mut self.stats_mut().fast_recoveries;
+        *n = n.saturating_add(1);
         // Karn: the timed segment may be retransmitted.
         if self.rtt_start.is_some() && !self.flags.has(Flags::TS) {
             self.rtt_start = None;

@@ -168,7 +168,8 @@ impl Connection {
         self.snd_nxt = self.iss + 1;
         self.snd_max = self.snd_max.max(self.snd_nxt);
         if self.retries > 0 {
-            self.stats.retransmits = self.stats.retransmits.saturating_add(1);
+            let n = &mut self.stats_mut().retransmits;
+            *n = n.saturating_add(1);
         } else if !self.flags.has(Flags::TS) {
             self.rtt_start = Some(now);
             self.rtt_seq = self.snd_nxt;
@@ -361,7 +362,8 @@ impl Connection {
         if len == 0 && !fin {
             return None;
         }
-        self.stats.sack_retransmits = self.stats.sack_retransmits.saturating_add(1);
+        let n = &mut self.stats_mut().sack_retransmits;
+        *n = n.saturating_add(1);
         Some(self.commit_data(now, start, len, fin, data_start))
     }
 
@@ -416,7 +418,8 @@ impl Connection {
         let is_retransmit = seq.lt(self.snd_max);
         self.flags.clear(Flags::FORCE);
         if is_retransmit {
-            self.stats.retransmits = self.stats.retransmits.saturating_add(1);
+            let n = &mut self.stats_mut().retransmits;
+            *n = n.saturating_add(1);
             // Karn: a timed segment that is sent again gives no sample.
             if self.rtt_start.is_some() && self.rtt_seq.gt(seq) {
                 self.rtt_start = None;

@@ -106,6 +106,11 @@ pub enum RestoreError {
     NotMovable(State),
     #[error("unknown flag bits")]
     Flags,
+    #[error(
+        "too many distinct connection parameter sets held already ({})",
+        super::config::MAX_PEER_PARAMS
+    )]
+    TooManyParams,
     #[error("window scale, MSS or configuration out of range")]
     Options,
     #[error("send sequence numbers out of order (SND.UNA =< SND.NXT =< SND.MAX within the data)")]
@@ -203,8 +208,8 @@ impl Connection {
             challenge_count: self.challenge_count,
             challenge_window: age(self.challenge_window),
             events: self.events.bits(),
-            stats: self.stats,
-            params: self.params,
+            stats: self.stats(),
+            params: *self.params,
         }
     }
 
@@ -237,6 +242,10 @@ impl Connection {
         let scoreboard = Scoreboard::from_record(r.scoreboard.as_ref(), now)?;
         check_scoreboard_span(r, flags, scoreboard.span())?;
         let assembler = Assembler::from_record(&r.assembler).ok_or(RestoreError::Ranges)?;
+        let params = r
+            .params
+            .intern_from_peer()
+            .ok_or(RestoreError::TooManyParams)?;
         let at = |offset: i64| Instant::rebase(now, offset);
         let mut timers = Timers::default();
         for kind in TimerKind::ALL {
@@ -293,8 +302,8 @@ impl Connection {
             challenge_window: at(r.challenge_window),
             events,
             error: None,
-            stats: r.stats,
-            params: r.params,
+            stats: (r.stats != ConnectionStats::default()).then(|| Box::new(r.stats)),
+            params,
         })
     }
 }

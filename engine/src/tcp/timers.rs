@@ -35,22 +35,16 @@ impl TimerKind {
     ];
 }
 
-/// One optional deadline per [`TimerKind`], stored as deadlines plus an "armed" bit each
-/// (half the size of `[Option<Instant>; 6]`; the connection is meant to stay small).
+/// One optional deadline per [`TimerKind`] (8 bytes each: `Option<Instant>` uses
+/// [`Instant`]'s niche; the connection is meant to stay small).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timers {
-    deadlines: [Instant; 6],
-    armed: u8,
+    deadlines: [Option<Instant>; 6],
 }
 
 impl Timers {
-    fn bit(kind: TimerKind) -> u8 {
-        1 << (kind as u8)
-    }
-
     pub fn set(&mut self, kind: TimerKind, at: Instant) {
-        self.deadlines[kind as usize] = at;
-        self.armed |= Self::bit(kind);
+        self.deadlines[kind as usize] = Some(at);
     }
 
     /// Sets the timer unless it is already running.
@@ -61,27 +55,28 @@ impl Timers {
     }
 
     pub fn cancel(&mut self, kind: TimerKind) {
-        self.armed &= !Self::bit(kind);
+        self.deadlines[kind as usize] = None;
     }
 
     pub fn cancel_all(&mut self) {
-        self.armed = 0;
+        self.deadlines = [None; 6];
     }
 
     pub fn get(&self, kind: TimerKind) -> Option<Instant> {
-        self.is_set(kind).then(|| self.deadlines[kind as usize])
+        self.deadlines[kind as usize]
     }
 
     pub fn is_set(&self, kind: TimerKind) -> bool {
-        self.armed & Self::bit(kind) != 0
+        self.deadlines[kind as usize].is_some()
     }
 
     /// The earliest deadline.
     pub fn next(&self) -> Option<Instant> {
-        TimerKind::ALL.into_iter().filter_map(|k| self.get(k)).min()
+        self.deadlines.iter().flatten().min().copied()
     }
 
-    /// Removes and returns the earliest timer due at `now`, if any.
+    /// Removes and returns the earliest timer due at `now`, if any (of timers due at the
+    /// same instant, the first in [`TimerKind::ALL`]).
     pub fn pop_expired(&mut self, now: Instant) -> Option<TimerKind> {
         let kind = TimerKind::ALL
             .into_iter()
