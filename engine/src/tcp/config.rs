@@ -307,6 +307,41 @@ mod tests {
     }
 
     #[test]
+    fn equal_params_share_one_copy_and_peers_are_bounded() {
+        let config = TcpConfig::default();
+        let a = Params::new(&config).intern();
+        assert!(core::ptr::eq(a, Params::new(&config).intern()), "one copy");
+        let b = Params {
+            nagle: !a.nagle,
+            ..*a
+        }
+        .intern();
+        assert!(!core::ptr::eq(a, b));
+        assert_eq!(
+            *b,
+            Params {
+                nagle: !a.nagle,
+                ..*a
+            }
+        );
+        assert!(core::ptr::eq(
+            a,
+            Params::new(&config).intern_from_peer().unwrap()
+        ));
+        // A set never seen, at the limit: refused (the process's sets are not filled
+        // here, as other tests run in this process; the bound is the same comparison).
+        let fresh = Params {
+            send_buffer: 12_345_677,
+            ..*a
+        };
+        assert_eq!(interned::get(fresh, 0), None);
+        assert!(
+            core::ptr::eq(fresh.intern(), fresh.intern()),
+            "and taken without a limit"
+        );
+    }
+
+    #[test]
     fn params_keep_times() {
         let c = TcpConfig {
             keepalive: Some(Keepalive {
