@@ -8,7 +8,6 @@
 //! frames, or deliver events.
 use core::net::Ipv4Addr;
 
-use super::slab::MaybeInstant;
 use super::{ConnId, Stack};
 use crate::flow::FourTuple;
 use crate::iface::Interface;
@@ -163,10 +162,10 @@ impl Stack {
             return;
         };
         let deadline = e.conn.poll_timeout();
-        if deadline == e.deadline.get() && (deadline.is_none() || e.timer.is_some()) {
+        if deadline == e.deadline && (deadline.is_none() || e.timer.is_some()) {
             return;
         }
-        e.deadline = MaybeInstant::new(deadline);
+        e.deadline = deadline;
         match (deadline, e.timer) {
             (Some(d), Some(h)) => {
                 if self.timers.rearm(h, d).is_err() {

@@ -450,7 +450,7 @@ impl Stack {
     /// is reported by [`Stack::take_first_sends`] (the move's latency as the peer sees it).
     pub fn mark_moved(&mut self, id: ConnId, frozen_at: Instant) {
         if let Some(e) = self.slab.get_mut(id) {
-            e.moved_at = super::slab::MaybeInstant::new(Some(frozen_at));
+            e.moved_at = Some(frozen_at);
         }
     }
 

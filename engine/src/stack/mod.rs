@@ -688,7 +688,7 @@ impl Stack {
         for id in expired.drain(..) {
             if let Some(e) = self.entry_mut(id) {
                 e.timer = None;
-                e.deadline = slab::MaybeInstant::NONE;
+                e.deadline = None;
                 e.conn.handle_timeout(now);
                 self.touch(id);
             }

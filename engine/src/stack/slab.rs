@@ -28,39 +28,17 @@ impl ConnId {
     }
 }
 
-/// An instant or none in 8 bytes (`Option<Instant>` takes 16): `u64::MAX`, the end of
-/// the clock, stands for none. Kept per connection, where a million of them add up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct MaybeInstant(u64);
-
-impl MaybeInstant {
-    pub const NONE: MaybeInstant = MaybeInstant(u64::MAX);
-
-    /// `at`, or none; the clock's very last instant is taken as the one before it.
-    pub fn new(at: Option<Instant>) -> MaybeInstant {
-        at.map_or(Self::NONE, |t| MaybeInstant(t.as_nanos().min(u64::MAX - 1)))
-    }
-
-    pub fn get(self) -> Option<Instant> {
-        (self != Self::NONE).then_some(Instant::from_nanos(self.0))
-    }
-
-    pub fn take(&mut self) -> Option<Instant> {
-        core::mem::replace(self, Self::NONE).get()
-    }
-}
-
 /// A connection and the stack's bookkeeping for it. Laid out to stay small: a core may
-/// hold millions (an instant in 8 bytes, the retransmission figures it is counted under
+/// hold millions (`Option<Instant>` in 8 bytes, the retransmission figures it is counted under
 /// boxed, and only once it has any).
 #[derive(Debug)]
 pub(super) struct Entry {
     pub conn: Connection,
     pub timer: Option<TimerHandle>,
     /// The deadline its timer is armed for.
-    pub deadline: MaybeInstant,
+    pub deadline: Option<Instant>,
     /// It moved here, frozen at this instant, and has not sent a segment since.
-    pub moved_at: MaybeInstant,
+    pub moved_at: Option<Instant>,
     /// The application's word for it.
     pub user: u64,
     /// The retransmission figures it is counted under in the slab's running counts; none
@@ -83,8 +61,8 @@ impl Entry {
         Entry {
             conn,
             timer: None,
-            deadline: MaybeInstant::NONE,
-            moved_at: MaybeInstant::NONE,
+            deadline: None,
+            moved_at: None,
             user: 0,
             counted_stats: None,
             counted_buffers: 0,
@@ -313,22 +291,6 @@ mod tests {
             slot <= conn + 56,
             "slot {slot} bytes for a {conn}-byte connection"
         );
-    }
-
-    #[test]
-    fn maybe_instant_keeps_every_instant_but_the_last() {
-        for t in [0, 1, 1 << 40, u64::MAX - 1] {
-            let at = Instant::from_nanos(t);
-            assert_eq!(MaybeInstant::new(Some(at)).get(), Some(at));
-        }
-        assert_eq!(MaybeInstant::new(None).get(), None);
-        let end = Instant::from_nanos(u64::MAX);
-        assert_eq!(
-            MaybeInstant::new(Some(end)).get(),
-            Some(Instant::from_nanos(u64::MAX - 1))
-        );
-        let mut m = MaybeInstant::new(Some(Instant::from_nanos(5)));
-        assert_eq!((m.take(), m.take()), (Some(Instant::from_nanos(5)), None));
     }
 
     #[test]
